@@ -1,0 +1,84 @@
+"""The ``corstrace`` command line (also ``python -m corstrace``).
+
+Subcommands:
+
+- ``demo``: the example API, the example frontend and the inspector, in one process.
+
+``check`` and ``explain`` arrive with a later issue; each gets a ``_add_<name>_command`` next to
+``_add_demo_command`` and a ``run`` function of its own module, dispatched the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from corstrace import __version__
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 meaning "pick a free one"."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {port}")
+    return port
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    # Imported here so `corstrace --version` does not pay for uvicorn, FastAPI and the examples.
+    from corstrace._demo import run_demo
+
+    return run_demo(host=args.host, api_port=args.api_port, frontend_port=args.frontend_port)
+
+
+def _add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="run the example API, its frontend and the inspector",
+        description=(
+            "Run a FastAPI API with a deliberately imperfect CORS setup, a frontend page on another "
+            "origin whose buttons fire the classic cross-origin requests, and the corstrace inspector. "
+            "Prints the three URLs; Ctrl-C stops everything."
+        ),
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    demo.add_argument(
+        "--api-port", type=_port, default=8000, help="API port, 0 for any free one (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--frontend-port", type=_port, default=3000, help="frontend port, 0 for any free one (default: %(default)s)"
+    )
+    demo.set_defaults(handler=_run_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``corstrace`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="corstrace",
+        description="See why the browser blocked your cross-origin request.",
+    )
+    parser.add_argument("--version", action="version", version=f"corstrace {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
+    _add_demo_command(commands)
+    # Later: _add_check_command(commands) and _add_explain_command(commands).
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (2 for usage errors, as argparse does)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --version, --help and usage errors: keep main() returning a code
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    handler = args.handler
+    code: int = handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
