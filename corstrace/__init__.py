@@ -4,4 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from corstrace.engine import Request, Response, Verdict, evaluate
+from corstrace.middleware import CORSTraceMiddleware
+
+__all__ = ["CORSTraceMiddleware", "Request", "Response", "Verdict", "__version__", "evaluate"]

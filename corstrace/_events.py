@@ -1,0 +1,103 @@
+"""The structlog events corstrace emits, and the flood control in front of them.
+
+The events are a public contract (documented in the README): logger ``corstrace``, one event per
+request leg — ``cors.blocked`` at warning, ``cors.allowed`` at debug — plus ``cors.lint`` at
+warning, ``cors.websocket``, ``cors.aborted`` and ``cors.exchange``. corstrace never configures
+structlog: events render through whatever the application set up.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+logger = structlog.get_logger("corstrace")
+
+# A scanner sending random Origins, or a broken frontend in a loop, must not flood the logs: the first
+# blocked leg per (origin, method, path, reason) is logged, repeats within the window are counted, and
+# at most MAX_ORIGINS_PER_TARGET distinct origins are logged per (method, path, reason) per window.
+AGGREGATE_WINDOW = 60.0
+MAX_KEYS = 2048
+MAX_ORIGINS_PER_TARGET = 5
+
+
+@dataclass(slots=True)
+class _Window:
+    started: float
+    suppressed: int = 0
+    origins: int = 1
+    # Distinct origins suppressed for this target (a scanner), counted separately.
+    other_origins: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    log: bool
+    # Identical legs suppressed since this key was last logged (reported on the next logged one).
+    suppressed: int = 0
+    # Blocked legs from other origins suppressed for the same method, path and reason.
+    other_origins: int = 0
+
+
+class Aggregator:
+    """Decides which blocked legs are logged; memory is bounded by MAX_KEYS whatever the traffic."""
+
+    __slots__ = ("_keys", "_targets", "window")
+
+    def __init__(self, window: float = AGGREGATE_WINDOW) -> None:
+        self.window = window
+        self._keys: OrderedDict[tuple[str, str, str, str], _Window] = OrderedDict()
+        self._targets: OrderedDict[tuple[str, str, str], _Window] = OrderedDict()
+
+    def admit(self, origin: str, method: str, path: str, reason: str, now: float) -> Admission:
+        key = (origin, method, path, reason)
+        seen = self._keys.get(key)
+        if seen is not None and now - seen.started < self.window:
+            seen.suppressed += 1
+            self._keys.move_to_end(key)
+            return Admission(False)
+        target_key = (method, path, reason)
+        target = self._targets.get(target_key)
+        if target is None or now - target.started >= self.window:
+            other = target.other_origins if target is not None else 0
+            self._targets[target_key] = _Window(now)
+            _trim(self._targets)
+        elif target.origins >= MAX_ORIGINS_PER_TARGET and seen is None:
+            target.other_origins += 1
+            self._targets.move_to_end(target_key)
+            return Admission(False)
+        else:
+            target.origins += 1
+            other = 0
+        self._keys[key] = _Window(now)
+        self._keys.move_to_end(key)
+        _trim(self._keys)
+        return Admission(True, seen.suppressed if seen is not None else 0, other)
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Suppressed counts not yet reported (flushed as a summary at shutdown)."""
+        summaries = [
+            {"origin": k[0], "method": k[1], "path": k[2], "reason": k[3], "suppressed": w.suppressed}
+            for k, w in self._keys.items()
+            if w.suppressed
+        ]
+        summaries += [
+            {"method": k[0], "path": k[1], "reason": k[2], "suppressed_other_origins": w.other_origins}
+            for k, w in self._targets.items()
+            if w.other_origins
+        ]
+        return summaries
+
+
+def _trim(table: OrderedDict[Any, _Window]) -> None:
+    while len(table) > MAX_KEYS:
+        table.popitem(last=False)
+
+
+def emit(event: str, level: str, fields: dict[str, Any]) -> None:
+    """Log one event through the application's structlog configuration."""
+    getattr(logger, level)(event, **fields)

@@ -1,0 +1,614 @@
+"""``CORSTraceMiddleware``: record and explain every cross-origin exchange, changing nothing.
+
+Add it last, so it wraps CORSMiddleware and sees the headers the browser will see::
+
+    app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"])
+    app.add_middleware(CORSTraceMiddleware)
+
+It is a pure ASGI middleware whose send wrapper only *reads* ``http.response.start``: status,
+headers and body bytes pass through untouched, bodies are never buffered, lifespan passes through.
+Requests without ``Origin`` and same-origin requests skip all of it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from corstrace import _config, _events
+from corstrace._exchange import Tracker
+from corstrace._inspector.hub import Hub
+from corstrace._inspector.server import Inspector
+from corstrace._inspector.token import inspector_enabled
+from corstrace._redact import Redactor, redact_url
+from corstrace.engine import Request, Response, Verdict, evaluate
+
+_ORIGIN = b"origin"
+_HOST = b"host"
+_ACRM = b"access-control-request-method"
+_DEFAULT_PORTS = {"http": ":80", "https": ":443", "ws": ":80", "wss": ":443"}
+_HANDSHAKE_STATUS = {"websocket.accept": 101, "websocket.close": 403, "websocket.http.response.start": 403}
+_CREDENTIAL_REASONS = ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials")
+_MAX_INTERNAL_REPORTS = 64
+_TRACEBACK_FRAMES = 6
+
+
+class _Leg:
+    """Per-request state for one traced HTTP leg; lives for one request only."""
+
+    __slots__ = (
+        "scope",
+        "origin",
+        "host",
+        "started",
+        "status",
+        "response_headers",
+        "exception",
+        "outcome",
+        "healed",
+    )
+
+    def __init__(self, scope: Scope, origin: str, host: str) -> None:
+        self.scope = scope
+        self.origin = origin
+        self.host = host
+        self.started = time.perf_counter()
+        self.status: int | None = None
+        self.response_headers: list[tuple[bytes, bytes]] | None = None
+        self.exception: BaseException | None = None
+        # "completed", "exception", "cancelled" or "client_disconnected".
+        self.outcome = "completed"
+        self.healed = False
+
+
+class CORSTraceMiddleware:
+    """Records every cross-origin exchange and explains what the browser will do with it.
+
+    Args:
+        app: The ASGI application to wrap (normally added with ``app.add_middleware``).
+        inspector: Serve the live inspector under ``inspector_prefix``. ``None`` (the default) means
+            on unless the environment sets ``CORSTRACE_INSPECTOR=0``; turn it off in production.
+        inspector_prefix: Path prefix of the inspector page and its WebSocket.
+        buffer_size: How many recent records the inspector keeps for new and reconnecting clients.
+        redact_headers: Extra header names whose values are redacted (Authorization, Cookie,
+            Set-Cookie, Proxy-Authorization and token-like names always are).
+        heal_errors: Development only. When an exception escapes before a response started, send
+            the 500 with the CORS headers CORSMiddleware would have added, so the page sees the real
+            500 instead of a CORS error. Every healed response is logged as such.
+        aggregate_window: Seconds during which identical blocked exchanges are counted, not logged.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        inspector: bool | None = None,
+        inspector_prefix: str = "/_corstrace",
+        buffer_size: int = 1000,
+        redact_headers: Sequence[str] = (),
+        heal_errors: bool = False,
+        aggregate_window: float = _events.AGGREGATE_WINDOW,
+    ) -> None:
+        if isinstance(redact_headers, str):
+            msg = "`redact_headers` must be a list of header names, not a string."
+            raise TypeError(msg)
+        if buffer_size < 1:
+            msg = f"`buffer_size` must be at least 1, got {buffer_size!r}."
+            raise ValueError(msg)
+        self.app = app
+        self.heal_errors = heal_errors
+        self._redactor = Redactor(redact_headers)
+        self._aggregator = _events.Aggregator(aggregate_window)
+        self._tracker = Tracker()
+        self._hub: Hub | None = None
+        self._inspector: Inspector | None = None
+        if inspector_enabled(inspector):
+            self._hub = Hub(buffer_size=buffer_size)
+            self._inspector = Inspector(self._hub, prefix=inspector_prefix)
+        # Discovered once the app's middleware stack is built (app-level facts, not request state).
+        self._topology: _config.Topology | None = None
+        self._settings: _config.Settings | None = None
+        self._linted = False
+        self._announced = False
+        self._internal_reported: set[str] = set()
+
+    # --- public helpers -------------------------------------------------------------------------
+
+    def inspector_url(self, host: str, port: int) -> str | None:
+        """The inspector's URL (with its token) on ``host:port``; None when the inspector is off."""
+        return self._inspector.url(host, port) if self._inspector is not None else None
+
+    # --- ASGI -----------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            if self._inspector is not None and self._inspector.handles(scope):
+                await self._inspector(scope, receive, send)
+                return
+            origin = host = None
+            for name, value in scope["headers"]:
+                if name == _ORIGIN:
+                    origin = value
+                elif name == _HOST:
+                    host = value
+            if origin is None or _same_origin(origin, host, scope["scheme"]):
+                await self.app(scope, receive, send)
+                return
+            if not self._linted:
+                self._startup(scope.get("app"))
+            if kind == "http":
+                await self._trace_http(scope, receive, send, origin.decode("latin-1"), _text(host))
+            else:
+                await self._trace_websocket(scope, receive, send, origin.decode("latin-1"), _text(host))
+        elif kind == "lifespan":
+            self._startup(scope.get("app"))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                await self._shutdown()
+        else:
+            await self.app(scope, receive, send)
+
+    async def _trace_http(self, scope: Scope, receive: Receive, send: Send, origin: str, host: str) -> None:
+        leg = _Leg(scope, origin, host)
+
+        async def traced_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                leg.status = message["status"]
+                leg.response_headers = list(message.get("headers", ()))
+            try:
+                await send(message)
+            except OSError:
+                leg.outcome = "client_disconnected"
+                raise
+
+        async def traced_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and leg.status is None:
+                leg.outcome = "client_disconnected"
+            return message
+
+        try:
+            await self.app(scope, traced_receive, traced_send)
+        except Exception as exc:
+            leg.exception = exc
+            if leg.outcome == "completed":
+                leg.outcome = "exception"
+            if self.heal_errors and leg.status is None:
+                await self._heal(leg, receive, traced_send)
+            raise
+        except BaseException as exc:  # cancelled request task
+            leg.exception = exc
+            leg.outcome = "cancelled"
+            raise
+        finally:
+            try:
+                self._record(leg)
+            except Exception as exc:  # a bug in corstrace never fails the request
+                self._internal_error(exc)
+
+    async def _trace_websocket(self, scope: Scope, receive: Receive, send: Send, origin: str, host: str) -> None:
+        leg = _Leg(scope, origin, host)
+        recorded = False
+
+        async def traced_send(message: Message) -> None:
+            nonlocal recorded
+            kind = message["type"]
+            if not recorded and kind in _HANDSHAKE_STATUS:
+                recorded = True
+                # A close before accept is sent to the browser as a 403 by the server.
+                leg.status = message.get("status", _HANDSHAKE_STATUS[kind])
+                try:
+                    self._record_websocket(leg, accepted=message["type"] == "websocket.accept")
+                except Exception as exc:
+                    self._internal_error(exc)
+            await send(message)
+
+        await self.app(scope, receive, traced_send)
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def _record(self, leg: _Leg) -> None:
+        scope = leg.scope
+        now = time.time()
+        duration_ms = round((time.perf_counter() - leg.started) * 1000, 3)
+        request_headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"])
+        url = redact_url(_url(scope, leg.host))
+        method = scope["method"]
+        preflight = method == "OPTIONS" and any(n == _ACRM for n, _ in scope["headers"])
+        base: dict[str, Any] = {
+            "origin": leg.origin,
+            "method": method,
+            "url": url,
+            "path": scope.get("root_path", "") + scope["path"],
+            "preflight": preflight,
+            "duration_ms": duration_ms,
+            "request_headers": self._redactor.headers(request_headers),
+        }
+        if leg.outcome in ("cancelled", "client_disconnected") and leg.status is None:
+            base.update(exchange_id=self._tracker.new_id(), outcome=leg.outcome, status=None)
+            _events.emit("cors.aborted", "info", base)
+            return
+
+        response_headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in leg.response_headers or ())
+        response = Response(leg.status, response_headers) if leg.status is not None else None
+        redirected_from = None
+        if preflight:
+            verdict = evaluate(Request(method, url, request_headers, preflight=True), response)
+            exchange_id = self._tracker.preflight(
+                leg.origin, url, verdict.requested_method or "", verdict.verdict == "allowed", now
+            )
+        else:
+            link = self._tracker.actual(leg.origin, url, method, now)
+            exchange_id, redirected_from = link.exchange_id, link.redirected_from
+            verdict = evaluate(Request(method, url, request_headers, redirected_from=redirected_from), response)
+            location = _location(response_headers, url) if leg.status is not None and 300 <= leg.status < 400 else None
+            if location is not None and verdict.verdict == "allowed":
+                self._tracker.redirect(exchange_id, leg.origin, url, location, method, now)
+
+        fields = verdict.as_dict()
+        fields.update(base)
+        fields.update(
+            exchange_id=exchange_id,
+            status=leg.status if leg.status is not None else 500,
+            outcome=leg.outcome,
+            layer=None,
+            exception=None,
+            healed=leg.healed,
+            redirected_from=redirected_from,
+            response_headers=self._redactor.headers(response_headers),
+            websocket=False,
+        )
+        if leg.exception is not None and leg.outcome == "exception":
+            fields["exception"] = _describe_exception(leg.exception)
+        self._explain_server_side(leg, verdict, fields)
+        if leg.healed:
+            fields["warnings"] = [
+                *fields["warnings"],
+                {
+                    "code": "healed",
+                    "message": "heal_errors=True added CORS headers to this 500 so the page can read it; "
+                    "without it the browser reports a CORS error.",
+                },
+            ]
+        self._publish_and_log(fields, now)
+        for stale in self._tracker.expired(now):
+            self._note(
+                stale.exchange_id,
+                "preflight_without_actual",
+                f"The preflight for {stale.method} {stale.url} from {stale.origin} passed, but the actual request "
+                "never arrived (the page may have been closed, or the request aborted).",
+                now,
+            )
+
+    def _record_websocket(self, leg: _Leg, accepted: bool) -> None:
+        scope = leg.scope
+        now = time.time()
+        request_headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"])
+        url = redact_url(_url(scope, leg.host))
+        allowed_by_cors = None
+        if self._settings is not None:
+            allowed_by_cors = self._settings.cors.is_allowed_origin(leg.origin)
+        warnings: list[dict[str, str]] = []
+        if accepted and allowed_by_cors is False:
+            warnings.append(
+                {
+                    "code": "websocket_origin_unchecked",
+                    "message": f"The handshake from '{leg.origin}' was accepted although that origin is not in "
+                    "allow_origins: any website can open this WebSocket with your users' cookies "
+                    "(cross-site WebSocket hijacking).",
+                }
+            )
+        verb = "accepted" if accepted else "refused"
+        fields: dict[str, Any] = {
+            "verdict": "allowed",
+            "reason": None,
+            "browser_message": None,
+            "firefox_message": None,
+            "explanation": f"WebSocket handshake from '{leg.origin}' {verb} by the app. Browsers apply no CORS to "
+            "WebSockets: they send Origin and connect whatever the server answers, so the server must check "
+            "Origin itself.",
+            "fix": 'if websocket.headers.get("origin") not in ALLOWED_ORIGINS: await websocket.close(code=1008)'
+            if warnings
+            else None,
+            "warnings": warnings,
+            "credentials": "include" if any(n.lower() == "cookie" for n, _ in request_headers) else "unknown",
+            "if_credentialed": None,
+            "preflight": False,
+            "exchange_id": self._tracker.new_id(),
+            "origin": leg.origin,
+            "method": "GET",
+            "requested_method": None,
+            "requested_headers": [],
+            "url": url,
+            "path": scope.get("root_path", "") + scope["path"],
+            "status": leg.status,
+            "layer": None,
+            "exception": None,
+            "duration_ms": round((time.perf_counter() - leg.started) * 1000, 3),
+            "request_headers": self._redactor.headers(request_headers),
+            "response_headers": [],
+            "decisive_headers": ["origin"],
+            "healed": False,
+            "websocket": True,
+            "outcome": "completed",
+        }
+        _events.emit("cors.websocket", "warning" if warnings else "debug", fields)
+        self._publish(fields, now)
+
+    def _explain_server_side(self, leg: _Leg, verdict: Verdict, fields: dict[str, Any]) -> None:
+        """Add what only the server knows: the crash, the layer that answered, CORSMiddleware's reason."""
+        topology = self._discover(leg.scope.get("app"))
+        settings = self._settings
+        exception = fields["exception"]
+        if exception is not None:
+            fields["layer"] = "ServerErrorMiddleware"
+            where = f" at {exception['where']}" if exception["where"] else ""
+            crash = f"{exception['type']}({exception['message']!r}){where}"
+            if leg.status is None:
+                if leg.healed:
+                    fields["explanation"] = (
+                        f"The app raised {crash}. heal_errors=True sent the 500 with CORS headers, so the page "
+                        "sees the real 500."
+                    )
+                else:
+                    fields["explanation"] = (
+                        f"The app raised {crash} before any response started. The outer ServerErrorMiddleware "
+                        "answers with a 500 that never passes through CORSMiddleware, so it has no CORS headers: "
+                        f"the browser reports {verdict.reason} instead of the 500. " + verdict.explanation
+                    )
+            fields["fix"] = (
+                f"Fix the {exception['type']} raised{where}. To let the page read such 500s, wrap the whole app so "
+                "CORSMiddleware is outermost: app = CORSMiddleware(app, ...), or pass heal_errors=True to "
+                "CORSTraceMiddleware in development."
+            )
+            return
+        if topology is None or settings is None or topology.placement != "wraps":
+            return
+        headers = {name.lower() for name, _ in fields["response_headers"]}
+        if verdict.preflight:
+            from_cors = "access-control-allow-methods" in headers and "access-control-max-age" in headers
+        else:
+            vary = " ".join(value.lower() for name, value in fields["response_headers"] if name.lower() == "vary")
+            from_cors = "origin" in vary or "access-control-allow-origin" in headers
+        if not from_cors:
+            layer = " or ".join(topology.between) if topology.between else "a layer outside CORSMiddleware"
+            fields["layer"] = layer
+            if verdict.verdict == "blocked":
+                fields["explanation"] = (
+                    f"{layer} answered {leg.status} before CORSMiddleware ran, so the response has no CORS "
+                    "headers. " + verdict.explanation
+                )
+                fields["fix"] = (
+                    f"Make CORSMiddleware outermost: call app.add_middleware(CORSMiddleware, ...) after adding "
+                    f"{layer}" + (", and let OPTIONS preflights through unauthenticated." if verdict.preflight else ".")
+                )
+            return
+        fields["layer"] = "CORSMiddleware"
+        cause: _config.ServerCause | None
+        if verdict.preflight:
+            requested = [h.strip().lower() for h in verdict.requested_headers]
+            private = any(n.lower() == "access-control-request-private-network" for n, _ in fields["request_headers"])
+            cause = _config.preflight_cause(settings, leg.origin, verdict.requested_method or "", requested, private)
+        else:
+            cause = _config.origin_cause(settings, leg.origin)
+        if cause is not None:
+            fields["server_reason"] = cause.summary
+            fields["server_details"] = list(cause.details)
+            if verdict.verdict == "blocked":
+                text = f"CORSMiddleware: {cause.summary}."
+                if cause.details:
+                    text += " " + "; ".join(cause.details) + "."
+                if verdict.reason == "PreflightInvalidStatus" and leg.status == 400:
+                    text += (
+                        " Starlette answers a failed preflight with 400 'Disallowed CORS "
+                        + ", ".join(cause.failures)
+                        + "', which is why Chrome only says 'It does not have HTTP ok status'."
+                    )
+                fields["explanation"] = verdict.explanation + " " + text
+                fields["fix"] = cause.fix
+        credentialed = verdict.if_credentialed
+        if verdict.reason in ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials") or (
+            credentialed is not None
+            and credentialed.reason in ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials")
+        ):
+            fix = _config.credentials_fix(settings)
+            if verdict.verdict == "blocked":
+                fields["fix"] = fix
+            elif fields.get("if_credentialed"):
+                fields["if_credentialed"] = {**fields["if_credentialed"], "fix": fix}
+
+    def _publish_and_log(self, fields: dict[str, Any], now: float) -> None:
+        if fields["verdict"] == "blocked":
+            admission = self._aggregator.admit(
+                fields["origin"], fields["method"], fields["path"], fields["reason"] or "", now
+            )
+            if admission.log:
+                if admission.suppressed:
+                    fields["repeats_suppressed"] = admission.suppressed
+                if admission.other_origins:
+                    fields["other_origins_suppressed"] = admission.other_origins
+                _events.emit("cors.blocked", "warning", fields)
+        else:
+            _events.emit("cors.allowed", "debug", fields)
+        self._publish(fields, now)
+
+    def _publish(self, fields: dict[str, Any], now: float) -> None:
+        if self._hub is not None:
+            record = dict(fields)
+            record["type"] = "leg"
+            record["ts"] = now
+            self._hub.publish(record)
+
+    def _note(self, exchange_id: str, code: str, message: str, now: float) -> None:
+        _events.emit("cors.exchange", "info", {"exchange_id": exchange_id, "code": code, "message": message})
+        if self._hub is not None:
+            self._hub.publish({"type": "note", "ts": now, "exchange_id": exchange_id, "code": code, "message": message})
+
+    # --- healing --------------------------------------------------------------------------------
+
+    async def _heal(self, leg: _Leg, receive: Receive, send: Send) -> None:
+        """Send the error response ServerErrorMiddleware would send, plus CORS headers for allowed origins."""
+        try:
+            topology = self._discover(leg.scope.get("app"))
+            settings = self._settings
+            if topology is None or settings is None or not settings.cors.is_allowed_origin(leg.origin):
+                return
+            from starlette.requests import Request as StarletteRequest
+            from starlette.responses import PlainTextResponse
+            from starlette.responses import Response as StarletteResponse
+
+            request = StarletteRequest(leg.scope)
+            error_layer = topology.error_layer
+            exc = leg.exception
+            if not isinstance(exc, Exception):
+                return
+            response: StarletteResponse
+            # Build exactly the response the outer ServerErrorMiddleware would send (debug page or the
+            # app's own 500/Exception handler), so healing changes only the CORS headers.
+            handler: Any = error_layer.handler if error_layer is not None else None
+            if error_layer is not None and error_layer.debug:
+                response = error_layer.debug_response(request, exc)
+            elif handler is not None:
+                result = handler(request, exc)
+                response = await result if inspect.isawaitable(result) else result
+            else:
+                response = PlainTextResponse("Internal Server Error", status_code=500)
+            cors = settings.cors
+            response.headers.update(cors.simple_headers)
+            if not cors.allow_all_origins or cors.allow_credentials:
+                response.headers["Access-Control-Allow-Origin"] = leg.origin
+                response.headers["Vary"] = ", ".join([*response.headers.getlist("Vary"), "Origin"])
+            leg.healed = True
+            await response(leg.scope, receive, send)
+        except Exception as exc:
+            self._internal_error(exc)
+
+    # --- startup and shutdown --------------------------------------------------------------------
+
+    def _discover(self, app: Any) -> _config.Topology | None:
+        if self._topology is None:
+            self._topology = _config.discover(self, app)
+            if self._topology is not None and self._topology.cors is not None:
+                self._settings = _config.Settings(self._topology.cors, self._topology.cors_kwargs)
+        return self._topology
+
+    def _startup(self, app: Any) -> None:
+        try:
+            topology = self._discover(app)
+            if topology is None or self._linted:
+                return
+            self._linted = True
+            findings = _config.lint(topology)
+            for finding in findings:
+                _events.emit("cors.lint", "warning", finding.as_dict())
+            if self._hub is not None:
+                self._hub.set_lint([finding.as_dict() for finding in findings])
+            if self._inspector is not None and not self._announced:
+                self._announced = True
+                path = self._inspector.url("HOST", 0).split("HOST:0", 1)[-1]
+                _events.emit(
+                    "corstrace.inspector",
+                    "info",
+                    {"path": path, "message": f"corstrace inspector: open http://127.0.0.1:<port>{path}"},
+                )
+        except Exception as exc:
+            self._internal_error(exc)
+
+    async def _shutdown(self) -> None:
+        try:
+            for summary in self._aggregator.pending():
+                _events.emit("cors.blocked.summary", "warning", summary)
+            if self._hub is not None:
+                await self._hub.close()
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def _internal_error(self, exc: Exception) -> None:
+        """Log a corstrace bug once per kind and location; the request itself carries on."""
+        try:
+            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            key = f"{type(exc).__name__}:{frame.filename if frame else ''}:{frame.lineno if frame else ''}"
+            if key in self._internal_reported or len(self._internal_reported) >= _MAX_INTERNAL_REPORTS:
+                return
+            self._internal_reported.add(key)
+            _events.logger.error("corstrace.internal_error", error=repr(exc), exc_info=exc)
+        except Exception:
+            pass
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode("latin-1") if value is not None else ""
+
+
+def _same_origin(origin: bytes, host: bytes | None, scheme: str) -> bool:
+    if host is None:
+        return False
+    # Cheap exact test first: "http://" + host, as the browser serialises its own origin.
+    prefix = b"https://" if scheme in ("https", "wss") else b"http://"
+    if not origin.startswith(prefix):
+        return False
+    rest = origin[len(prefix) :].lower()
+    host = host.lower()
+    if rest == host:
+        return True
+    default = _DEFAULT_PORTS.get(scheme, "").encode()
+    return bool(default) and host.endswith(default) and rest == host[: -len(default)]
+
+
+def _url(scope: Scope, host: str) -> str:
+    scheme = {"ws": "http", "wss": "https"}.get(scope["scheme"], scope["scheme"])
+    if not host:
+        server = scope.get("server")
+        host = f"{server[0]}:{server[1]}" if server else "localhost"
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope.get("root_path", "") + scope["path"]
+    query = scope.get("query_string", b"")
+    return f"{scheme}://{host}{path}" + (f"?{query.decode('latin-1')}" if query else "")
+
+
+def _location(headers: Sequence[tuple[str, str]], base: str) -> str | None:
+    from urllib.parse import urljoin
+
+    for name, value in headers:
+        if name.lower() == "location":
+            try:
+                return urljoin(base, value.strip())
+            except ValueError:
+                return None
+    return None
+
+
+def _describe_exception(exc: BaseException) -> dict[str, Any]:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = None
+    if frames:
+        last = frames[-1]
+        filename = last.filename
+        try:
+            relative = os.path.relpath(filename)
+            if not relative.startswith(".."):
+                filename = relative
+        except ValueError:
+            pass
+        where = f"{filename}:{last.lineno}"
+    message = str(exc)
+    if len(message) > 500:
+        message = message[:500] + "…"
+    short = traceback.format_list(frames[-_TRACEBACK_FRAMES:])
+    return {
+        "type": type(exc).__name__,
+        "message": message,
+        "where": where,
+        "traceback": "".join(short) + f"{type(exc).__name__}: {message}",
+    }
