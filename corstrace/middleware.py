@@ -35,6 +35,7 @@ _ACRM = b"access-control-request-method"
 _DEFAULT_PORTS = {"http": ":80", "https": ":443", "ws": ":80", "wss": ":443"}
 _HANDSHAKE_STATUS = {"websocket.accept": 101, "websocket.close": 403, "websocket.http.response.start": 403}
 _CREDENTIAL_REASONS = ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials")
+_CREDENTIAL_REASONS = ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials")
 _MAX_INTERNAL_REPORTS = 64
 _TRACEBACK_FRAMES = 6
 
@@ -52,6 +53,7 @@ class _Leg:
         "exception",
         "outcome",
         "healed",
+        "complete",
     )
 
     def __init__(self, scope: Scope, origin: str, host: str) -> None:
@@ -65,6 +67,7 @@ class _Leg:
         # "completed", "exception", "cancelled" or "client_disconnected".
         self.outcome = "completed"
         self.healed = False
+        self.complete = False
 
 
 class CORSTraceMiddleware:
@@ -160,9 +163,12 @@ class CORSTraceMiddleware:
         leg = _Leg(scope, origin, host)
 
         async def traced_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 leg.status = message["status"]
                 leg.response_headers = list(message.get("headers", ()))
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                leg.complete = True
             try:
                 await send(message)
             except OSError:
@@ -171,7 +177,7 @@ class CORSTraceMiddleware:
 
         async def traced_receive() -> Message:
             message = await receive()
-            if message["type"] == "http.disconnect" and leg.status is None:
+            if message["type"] == "http.disconnect" and not leg.complete:
                 leg.outcome = "client_disconnected"
             return message
 
@@ -186,7 +192,8 @@ class CORSTraceMiddleware:
             raise
         except BaseException as exc:  # cancelled request task
             leg.exception = exc
-            leg.outcome = "cancelled"
+            if leg.outcome == "completed":
+                leg.outcome = "cancelled"
             raise
         finally:
             try:
@@ -291,6 +298,7 @@ class CORSTraceMiddleware:
     def _record_websocket(self, leg: _Leg, accepted: bool) -> None:
         scope = leg.scope
         now = time.time()
+        self._discover(scope.get("app"))
         request_headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"])
         url = redact_url(_url(scope, leg.host))
         allowed_by_cors = None
@@ -414,16 +422,12 @@ class CORSTraceMiddleware:
                     )
                 fields["explanation"] = verdict.explanation + " " + text
                 fields["fix"] = cause.fix
+        # Missing Access-Control-Allow-Credentials is always a server setting: say which one.
+        if verdict.reason in _CREDENTIAL_REASONS:
+            fields["fix"] = _config.credentials_fix(settings)
         credentialed = verdict.if_credentialed
-        if verdict.reason in ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials") or (
-            credentialed is not None
-            and credentialed.reason in ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials")
-        ):
-            fix = _config.credentials_fix(settings)
-            if verdict.verdict == "blocked":
-                fields["fix"] = fix
-            elif fields.get("if_credentialed"):
-                fields["if_credentialed"] = {**fields["if_credentialed"], "fix": fix}
+        if credentialed is not None and credentialed.reason in _CREDENTIAL_REASONS and fields.get("if_credentialed"):
+            fields["if_credentialed"] = {**fields["if_credentialed"], "fix": _config.credentials_fix(settings)}
 
     def _publish_and_log(self, fields: dict[str, Any], now: float) -> None:
         if fields["verdict"] == "blocked":
