@@ -1,0 +1,876 @@
+"""The verdict engine, table by table: every server-decided CorsError with its exact message, and the WPT matrices."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from corstrace.engine import Credentials, Request, Response, Verdict, evaluate
+
+O = "http://localhost:3000"
+U = "http://127.0.0.1:8000/items"
+PREFIX = f"Access to fetch at '{U}' from origin '{O}' has been blocked by CORS policy: "
+PF = "Response to preflight request doesn't pass access control check: "
+VALID = " Have the server send the header with a valid value."
+NO_ACAO = "No 'Access-Control-Allow-Origin' header is present on the requested resource."
+WILDCARD = (
+    "The value of the 'Access-Control-Allow-Origin' header in the response must not be the wildcard '*' "
+    "when the request's credentials mode is 'include'."
+)
+ACAO = "access-control-allow-origin"
+ACAC = "access-control-allow-credentials"
+ACAM = "access-control-allow-methods"
+ACAH = "access-control-allow-headers"
+ECHO = ((ACAO, O),)
+
+
+def acac(value: str) -> str:
+    return (
+        f"The value of the 'Access-Control-Allow-Credentials' header in the response is '{value}' which must be "
+        "'true' when the request's credentials mode is 'include'."
+    )
+
+
+def actual(
+    headers: tuple[tuple[str, str], ...],
+    *,
+    status: int = 200,
+    credentials: Credentials | None = "omit",
+    request_headers: tuple[tuple[str, str], ...] = (),
+    method: str = "GET",
+) -> Verdict:
+    request = Request(method, U, (("origin", O), *request_headers), credentials=credentials)
+    return evaluate(request, Response(status, headers))
+
+
+def preflight(
+    headers: tuple[tuple[str, str], ...],
+    *,
+    status: int = 200,
+    method: str = "PUT",
+    request_headers: str | None = None,
+    credentials: Credentials | None = "omit",
+) -> Verdict:
+    sent = [("origin", O), ("access-control-request-method", method)]
+    if request_headers is not None:
+        sent.append(("access-control-request-headers", request_headers))
+    request = Request("OPTIONS", U, tuple(sent), credentials=credentials)
+    return evaluate(request, Response(status, headers))
+
+
+class TestServerDecidedReasons:
+    """Each CorsError a response can cause, with Chromium 156's exact console text."""
+
+    CASES = [
+        ("missing-acao", lambda: actual(()), "MissingAllowOriginHeader", NO_ACAO),
+        (
+            "wildcard-credentials",
+            lambda: actual(((ACAO, "*"),), credentials="include"),
+            "WildcardOriginNotAllowed",
+            WILDCARD,
+        ),  # noqa: E501
+        (
+            "two-lines",
+            lambda: actual(((ACAO, O), (ACAO, O))),
+            "MultipleAllowOriginValues",
+            f"The 'Access-Control-Allow-Origin' header contains multiple values '{O}, {O}', but only one is allowed.{VALID}",
+        ),  # noqa: E501
+        (
+            "space-list",
+            lambda: actual(((ACAO, "a b"),)),
+            "MultipleAllowOriginValues",
+            f"The 'Access-Control-Allow-Origin' header contains multiple values 'a b', but only one is allowed.{VALID}",
+        ),  # noqa: E501
+        (
+            "invalid",
+            lambda: actual(((ACAO, "foo"),)),
+            "InvalidAllowOriginValue",
+            f"The 'Access-Control-Allow-Origin' header contains the invalid value 'foo'.{VALID}",
+        ),  # noqa: E501
+        (
+            "invalid-escaped",
+            lambda: actual(((ACAO, "http://\xe9\x7f"),)),
+            "InvalidAllowOriginValue",
+            f"The 'Access-Control-Allow-Origin' header contains the invalid value 'http://\\u00E9\\u007F'.{VALID}",
+        ),  # noqa: E501
+        (
+            "mismatch",
+            lambda: actual(((ACAO, "http://x.test"),)),
+            "AllowOriginMismatch",
+            f"The 'Access-Control-Allow-Origin' header has a value 'http://x.test' that is not equal to the supplied origin.{VALID}",
+        ),  # noqa: E501
+        (
+            "mismatch-null",
+            lambda: actual(((ACAO, "null"),)),
+            "AllowOriginMismatch",
+            f"The 'Access-Control-Allow-Origin' header has a value 'null' that is not equal to the supplied origin.{VALID}",
+        ),  # noqa: E501
+        ("acac-missing", lambda: actual(ECHO, credentials="include"), "InvalidAllowCredentials", acac("")),
+        (
+            "acac-True",
+            lambda: actual((*ECHO, (ACAC, "True")), credentials="include"),
+            "InvalidAllowCredentials",
+            acac("True"),
+        ),  # noqa: E501
+        (
+            "pf-wildcard",
+            lambda: preflight(((ACAO, "*"),), credentials="include"),
+            "PreflightWildcardOriginNotAllowed",
+            PF + WILDCARD,
+        ),  # noqa: E501
+        ("pf-missing", lambda: preflight(()), "PreflightMissingAllowOriginHeader", PF + NO_ACAO),
+        (
+            "pf-multiple",
+            lambda: preflight(((ACAO, O), (ACAO, "*"))),
+            "PreflightMultipleAllowOriginValues",
+            PF
+            + f"The 'Access-Control-Allow-Origin' header contains multiple values '{O}, *', but only one is allowed.{VALID}",
+        ),  # noqa: E501
+        (
+            "pf-invalid",
+            lambda: preflight(((ACAO, "-"),)),
+            "PreflightInvalidAllowOriginValue",
+            PF + f"The 'Access-Control-Allow-Origin' header contains the invalid value '-'.{VALID}",
+        ),  # noqa: E501
+        (
+            "pf-mismatch",
+            lambda: preflight(((ACAO, O + "/"),)),
+            "PreflightAllowOriginMismatch",
+            PF
+            + f"The 'Access-Control-Allow-Origin' header has a value '{O}/' that is not equal to the supplied origin.{VALID}",
+        ),  # noqa: E501
+        (
+            "pf-acac",
+            lambda: preflight((*ECHO, (ACAM, "PUT")), credentials="include"),
+            "PreflightInvalidAllowCredentials",
+            PF + acac(""),
+        ),  # noqa: E501
+        (
+            "pf-status",
+            lambda: preflight((*ECHO, (ACAM, "PUT")), status=404),
+            "PreflightInvalidStatus",
+            PF + "It does not have HTTP ok status.",
+        ),  # noqa: E501
+        (
+            "pf-redirect",
+            lambda: preflight(((ACAO, O), ("location", "/x")), status=308),
+            "PreflightDisallowedRedirect",
+            PF + "Redirect is not allowed for a preflight request.",
+        ),  # noqa: E501
+        (
+            "pf-bad-acam",
+            lambda: preflight((*ECHO, (ACAM, "PUT, Bad method"))),
+            "InvalidAllowMethodsPreflightResponse",
+            "Cannot parse Access-Control-Allow-Methods response header field in preflight response.",
+        ),  # noqa: E501
+        (
+            "pf-bad-acah",
+            lambda: preflight((*ECHO, (ACAH, "header name with space")), request_headers="x-a"),
+            "InvalidAllowHeadersPreflightResponse",
+            "Cannot parse Access-Control-Allow-Headers response header field in preflight response.",
+        ),  # noqa: E501
+        (
+            "pf-method",
+            lambda: preflight(ECHO),
+            "MethodDisallowedByPreflightResponse",
+            "Method PUT is not allowed by Access-Control-Allow-Methods in preflight response.",
+        ),  # noqa: E501
+        (
+            "pf-header",
+            lambda: preflight(ECHO, method="GET", request_headers="x-foo"),
+            "HeaderDisallowedByPreflightResponse",
+            "Request header field x-foo is not allowed by Access-Control-Allow-Headers in preflight response.",
+        ),  # noqa: E501
+        (
+            "redirect-userinfo",
+            lambda: actual((*ECHO, ("location", "http://u:p@x.test/")), status=302),
+            "RedirectContainsCredentials",
+            "Redirect location '' contains a username and password, which is disallowed for cross-origin requests.",
+        ),  # noqa: E501
+    ]
+
+    @pytest.mark.parametrize(("make", "reason", "body"), [case[1:] for case in CASES], ids=[c[0] for c in CASES])
+    def test_reason_and_exact_message(self, make: object, reason: str, body: str) -> None:
+        """The response yields this CorsError and Chromium's console line word for word."""
+        verdict = make()  # type: ignore[operator]
+        assert (verdict.verdict, verdict.reason, verdict.browser_message) == ("blocked", reason, PREFIX + body)
+
+    @pytest.mark.parametrize(("make", "reason", "body"), [case[1:] for case in CASES], ids=[c[0] for c in CASES])
+    def test_blocked_verdicts_explain_and_fix(self, make: object, reason: str, body: str) -> None:
+        """Every blocked verdict carries a Firefox message, an explanation, a fix and its decisive headers."""
+        verdict = make()  # type: ignore[operator]
+        assert verdict.firefox_message and verdict.firefox_message.startswith("Cross-Origin Request Blocked: ")
+        assert verdict.explanation and verdict.fix and verdict.decisive_headers
+        assert json.loads(json.dumps(verdict.as_dict()))["reason"] == reason
+
+
+class TestPreflightOrder:
+    """Chromium's order on a preflight: redirect, then ACAO/ACAC, then status, then ACAM/ACAH, method, headers."""
+
+    CASES = [
+        ("redirect-beats-missing-acao", dict(headers=(("location", "/x"),), status=302), "PreflightDisallowedRedirect"),
+        ("3xx-without-location-is-a-status", dict(headers=ECHO, status=301), "PreflightInvalidStatus"),
+        (
+            "300-with-location-is-a-status",
+            dict(headers=(*ECHO, ("location", "/x")), status=300),
+            "PreflightInvalidStatus",
+        ),  # noqa: E501
+        ("missing-acao-beats-404", dict(headers=(), status=404), "PreflightMissingAllowOriginHeader"),
+        ("missing-acao-beats-401", dict(headers=(), status=401), "PreflightMissingAllowOriginHeader"),
+        ("mismatch-beats-500", dict(headers=((ACAO, "http://x.test"),), status=500), "PreflightAllowOriginMismatch"),
+        ("status-beats-bad-acam", dict(headers=(*ECHO, (ACAM, "a b")), status=400), "PreflightInvalidStatus"),
+        (
+            "bad-acam-beats-bad-acah",
+            dict(headers=(*ECHO, (ACAM, "a b"), (ACAH, "c d"))),
+            "InvalidAllowMethodsPreflightResponse",
+        ),  # noqa: E501
+        ("bad-acah-beats-method", dict(headers=(*ECHO, (ACAH, "c d"))), "InvalidAllowHeadersPreflightResponse"),
+        ("method-beats-header", dict(headers=ECHO, request_headers="x-a"), "MethodDisallowedByPreflightResponse"),
+    ]
+
+    @pytest.mark.parametrize(("kwargs", "reason"), [case[1:] for case in CASES], ids=[c[0] for c in CASES])
+    def test_first_failing_check_wins(self, kwargs: dict[str, object], reason: str) -> None:
+        """The reported CorsError is the first check that fails in Chromium's order."""
+        assert preflight(**kwargs).reason == reason  # type: ignore[arg-type]
+
+
+# WPT cors/origin.htm: ACAO values that pass and fail for an uncredentialed request from O.
+ACAO_PASSES = ["*", " *  ", "\t*", O, f" {O}", f"{O} ", f"\t{O}\t"]
+ACAO_FAILS = [
+    "http://www1.localhost:3000",
+    "//localhost:3000",
+    "://localhost:3000",
+    "ftp://localhost:3000",
+    "http:://localhost:3000",
+    "http:/localhost:3000",
+    "localhost:3000",
+    f"{O}?",
+    f"{O}/",
+    f"{O} /",
+    f"{O}#",
+    f"{O}%23",
+    f"{O}:80",
+    f"{O}, *",
+    f"{O}\0",
+    O.upper(),
+    "HTTP://localhost:3000",
+    "-",
+    "**",
+    "\0*",
+    "*\0",
+    "'*'",
+    '"*"',
+    "* *",
+    "* null",
+    f"*{O}",
+    f"*, {O}",
+    f"null {O}",
+    "null",
+    "null *",
+    "",
+    U,
+    "http://127.0.0.1:8000/",
+]
+
+
+@pytest.mark.parametrize("value", ACAO_PASSES, ids=repr)
+def test_wpt_origin_acao_passes(value: str) -> None:
+    """WPT cors/origin.htm: these ACAO values (LWS-trimmed) let the request through."""
+    assert actual(((ACAO, value),)).verdict == "allowed"
+
+
+@pytest.mark.parametrize("value", ACAO_FAILS, ids=repr)
+def test_wpt_origin_acao_fails(value: str) -> None:
+    """WPT cors/origin.htm: these ACAO values are blocked."""
+    assert actual(((ACAO, value),)).verdict == "blocked"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("localhost:3000", "AllowOriginMismatch"),  # GURL parses "localhost:" as a scheme
+        ("ftp://localhost:3000", "AllowOriginMismatch"),
+        ("http:://localhost:3000", "InvalidAllowOriginValue"),
+        ("http:/", "InvalidAllowOriginValue"),
+        ("//localhost:3000", "InvalidAllowOriginValue"),
+        ("*\0", "InvalidAllowOriginValue"),
+        (f"{O}\0", "AllowOriginMismatch"),  # GURL trims the trailing control byte, the comparison does not
+        ("http://a.test:99999", "InvalidAllowOriginValue"),
+        ("http://[::1]", "AllowOriginMismatch"),
+        ("http://a\xc3\xa9.test", "AllowOriginMismatch"),  # valid UTF-8: GURL applies IDNA
+        ("http://a\xe9.test", "InvalidAllowOriginValue"),  # not UTF-8
+        ("null", "AllowOriginMismatch"),
+        ("", "InvalidAllowOriginValue"),
+    ],
+    ids=repr,
+)
+def test_acao_classification(value: str, reason: str) -> None:
+    """A wrong single ACAO value is classified like Chromium's GURL check: invalid or mismatch."""
+    assert actual(((ACAO, value),)).reason == reason
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ("", "http://example.com", O),
+        ("", "http://example.com", "*"),
+        ("", O, O),
+        ("*", "http://example.com", "*"),
+        ("*", "http://example.com", O),
+        ("", "http://example.com", "http://example.com"),
+        ("*", "*"),
+        (O, O),
+        ("", "*"),
+    ],
+    ids=repr,
+)
+def test_wpt_multiple_origins_reject(lines: tuple[str, ...]) -> None:
+    """WPT cors-multiple-origins: several ACAO lines are joined with ", " and always rejected."""
+    verdict = actual(tuple((ACAO, line) for line in lines))
+    assert verdict.reason == "MultipleAllowOriginValues"
+    assert verdict.firefox_message is not None and "Multiple CORS header" in verdict.firefox_message
+
+
+def test_single_line_list_is_a_mismatch_in_firefox() -> None:
+    """Firefox only objects to several ACAO lines; one line holding a list is a plain mismatch there."""
+    verdict = actual(((ACAO, f"{O}, http://x.test"),))
+    assert verdict.reason == "MultipleAllowOriginValues"
+    assert verdict.firefox_message is not None and f"does not match ‘{O}, http://x.test’" in verdict.firefox_message
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ("true", True),
+        ("TRUE", False),
+        ("True", False),
+        ('"true"', False),
+        ("false", False),
+        ("1", False),
+        ("0", False),
+        (" true ", True),
+        ("", False),
+    ],
+    ids=repr,
+)  # noqa: E501
+def test_wpt_credentials_flag_acac(value: str, allowed: bool) -> None:
+    """WPT cors/credentials-flag.htm: with credentials only a lower-case `true` (LWS-trimmed) passes."""
+    verdict = actual((*ECHO, (ACAC, value)), credentials="include")
+    assert verdict.verdict == ("allowed" if allowed else "blocked")
+
+
+@pytest.mark.parametrize(
+    ("credentials", "acao", "acac_value", "allowed"),
+    [
+        ("omit", "*", None, True),
+        ("omit", "*", "true", True),
+        ("omit", "https://rabbit.invalid/", None, False),
+        ("include", "*", "true", False),
+        ("include", O, "true", True),
+        ("include", O, "True", False),
+    ],
+    ids=repr,
+)
+def test_fetch_spec_credentials_table(
+    credentials: Credentials, acao: str, acac_value: str | None, allowed: bool
+) -> None:
+    """The Fetch standard's "CORS protocol and credentials" table."""
+    headers = ((ACAO, acao),) + (((ACAC, acac_value),) if acac_value is not None else ())
+    assert actual(headers, credentials=credentials).verdict == ("allowed" if allowed else "blocked")
+
+
+@pytest.mark.parametrize(
+    ("credentials", "acam", "acah", "method", "header", "allowed"),
+    [
+        ("omit", "get", "x-test", "GET", "x-test", True),
+        ("omit", "*", "x-test", "SUPER", "x-test", True),
+        ("omit", "*", "*", "OK", "x-test", True),
+        ("include", "OK", "Content-Type", "GET", "content-type", True),
+        ("include", "*", "*", "OK", "x-test", False),
+        ("include", "*", "", "PUT", None, False),
+        ("include", "", "*", "GET", None, True),
+        ("include", "put", "*", "PUT", None, False),
+        ("include", "PUT", "*", "PUT", "accept", True),  # Accept: unicorn is safelisted, never in ACRH
+        ("include", "get", "*", "GET", "x-test", False),
+        ("include", "*", "*", "GET", "x-test", False),
+        ("include", "*", "*", "*", "*", True),  # with credentials `*` is a literal name, and it matches
+    ],
+    ids=repr,
+)
+def test_wpt_preflight_star(
+    credentials: Credentials, acam: str, acah: str, method: str, header: str | None, allowed: bool
+) -> None:
+    """WPT cors-preflight-star: `*` in ACAM/ACAH is a wildcard only without credentials."""
+    response = ((ACAO, O), (ACAC, "true"), (ACAM, acam), (ACAH, acah))
+    requested = None if header in (None, "accept") else header
+    verdict = preflight(response, method=method, request_headers=requested, credentials=credentials)
+    assert verdict.verdict == ("allowed" if allowed else "blocked")
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 203, 204, 205, 206, 299])
+def test_wpt_preflight_ok_statuses(status: int) -> None:
+    """WPT cors-preflight-status / status-preflight: any 2xx preflight passes."""
+    assert preflight((*ECHO, (ACAM, "PUT")), status=status).verdict == "allowed"
+
+
+@pytest.mark.parametrize(
+    "status",
+    [*range(300, 309), *range(400, 418), *range(500, 506), 100, 199, 680, 790],
+)
+def test_wpt_preflight_failing_statuses(status: int) -> None:
+    """WPT cors-preflight-status / preflight-failure: a non-2xx preflight fails with PreflightInvalidStatus."""
+    assert preflight((*ECHO, (ACAM, "PUT")), status=status).reason == "PreflightInvalidStatus"
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_wpt_preflight_redirects(status: int) -> None:
+    """WPT cors-preflight-redirect: a redirected preflight is never followed."""
+    verdict = preflight((*ECHO, (ACAM, "PUT"), ("location", "/elsewhere")), status=status)
+    assert verdict.reason == "PreflightDisallowedRedirect"
+
+
+@pytest.mark.parametrize("status", [200, 204, 400, 401, 404, 501, 699])
+def test_actual_response_status_is_passed_through(status: int) -> None:
+    """WPT status.htm: a non-preflight response with a good ACAO is readable whatever its status."""
+    assert actual(ECHO, status=status).verdict == "allowed"
+
+
+@pytest.mark.parametrize(
+    ("method", "acam", "allowed"),
+    [
+        ("DELETE", "DELETE", True),
+        ("PUT", "PUT", True),
+        ("PATCH", "PATCH", True),
+        ("patcH", "patcH", True),
+        ("patcH", "PATCH", False),
+        ("patch", "PATCH", False),
+        ("PATCH", "patch", False),
+        ("NEW", "NEW", True),
+        ("chicken", "chicken", True),
+        ("chicken", "CHICKEN", False),
+        ("PUT", "GET, POST", False),
+        ("PUT", " PUT ,, POST ", True),
+        ("POST", "", True),
+        ("GET", "", True),
+        ("HEAD", "", True),
+    ],
+    ids=repr,
+)
+def test_wpt_preflight_method_case_sensitive(method: str, acam: str, allowed: bool) -> None:
+    """WPT cors-preflight: ACAM lists the method exactly as sent (case-sensitive); safelisted ones always pass."""
+    verdict = preflight((*ECHO, (ACAM, acam)), method=method)
+    assert verdict.verdict == ("allowed" if allowed else "blocked")
+    if not allowed:
+        assert verdict.failed_parameter == method
+
+
+@pytest.mark.parametrize(
+    ("requested", "acah", "allowed"),
+    [
+        ("x-print,y-print", ",y-lol,x-PriNT, ,,,Y-PRINT", True),
+        ("x-test-header1", "x-test-header1", True),
+        ("x-test-header1", "X-Test-Header1", True),
+        ("x-test-header1", "x-test-header2", False),
+        ("x-a,x-b", "x-a", False),
+        ("authorization", "authorization", True),
+        ("authorization", "Authorization", True),
+        ("", "", True),
+    ],
+    ids=repr,
+)
+def test_wpt_allow_headers_matching(requested: str, acah: str, allowed: bool) -> None:
+    """WPT request-headers.htm: ACAH matching is case-insensitive and tolerates empty items and spaces."""
+    verdict = preflight((*ECHO, (ACAH, acah)), method="GET", request_headers=requested)
+    assert verdict.verdict == ("allowed" if allowed else "blocked")
+
+
+@pytest.mark.parametrize(
+    ("acah", "valid"),
+    [
+        ("a, b", True),
+        ("a,,b", True),
+        (" ", True),
+        ("a b", False),
+        ("a;b", False),
+        ("a/b", False),
+        ('"a"', False),
+        ("a\x7f", False),
+        ("\xe9", False),
+    ],
+    ids=repr,
+)  # noqa: E501
+def test_acah_token_parsing(acah: str, valid: bool) -> None:
+    """WPT cors-preflight-response-validation: an ACAH item that is not a token fails the whole preflight."""
+    verdict = preflight((*ECHO, (ACAH, acah), (ACAM, "PUT")), request_headers="a")
+    assert (verdict.reason != "InvalidAllowHeadersPreflightResponse") is valid
+
+
+class TestCredentialsMode:
+    """What the server can and cannot know about the page's credentials mode."""
+
+    def test_cookie_proves_include(self) -> None:
+        """A Cookie header on a cross-origin request means the page used credentials: 'include'."""
+        verdict = actual(((ACAO, "*"),), credentials=None, request_headers=(("cookie", "a=1"),))
+        assert (verdict.credentials, verdict.reason, verdict.if_credentialed) == (
+            "include",
+            "WildcardOriginNotAllowed",
+            None,
+        )
+
+    def test_unknown_wildcard_reports_both_outcomes(self) -> None:
+        """Without a Cookie the uncredentialed verdict stands and if_credentialed shows the credentialed one."""
+        verdict = actual(((ACAO, "*"),), credentials=None)
+        assert (verdict.credentials, verdict.verdict) == ("unknown", "allowed")
+        assert verdict.if_credentialed is not None
+        assert verdict.if_credentialed.reason == "WildcardOriginNotAllowed"
+        assert verdict.if_credentialed.browser_message == PREFIX + WILDCARD
+        assert "credentials" in verdict.explanation
+
+    def test_unknown_echo_without_acac(self) -> None:
+        """An echoed origin without ACAC passes uncredentialed; with credentials it is InvalidAllowCredentials."""
+        verdict = actual(ECHO, credentials=None)
+        assert verdict.if_credentialed is not None
+        assert verdict.if_credentialed.reason == "InvalidAllowCredentials"
+
+    def test_unknown_same_outcome_has_no_alternative(self) -> None:
+        """When credentials change nothing, if_credentialed is None."""
+        assert actual((), credentials=None).if_credentialed is None
+        assert actual((*ECHO, (ACAC, "true")), credentials=None).if_credentialed is None
+
+    def test_preflight_credentials_are_unknown(self) -> None:
+        """Preflights never carry cookies, so their credentials mode is unknown unless given."""
+        verdict = preflight(((ACAO, "*"), (ACAM, "PUT")), credentials=None)
+        assert verdict.credentials == "unknown"
+        assert verdict.if_credentialed is not None
+        assert verdict.if_credentialed.reason == "PreflightWildcardOriginNotAllowed"
+
+    @pytest.mark.parametrize("credentials", ["include", "omit"])
+    def test_known_mode_has_no_alternative(self, credentials: Credentials) -> None:
+        """With a known mode there is nothing to hedge."""
+        assert actual(((ACAO, "*"),), credentials=credentials).if_credentialed is None
+
+
+class TestNotCors:
+    """Requests the browser applies no CORS check to."""
+
+    def test_no_origin(self) -> None:
+        """Without Origin the request is not cross-origin from a page."""
+        verdict = evaluate(Request("GET", U), Response(200))
+        assert (verdict.verdict, verdict.reason, verdict.origin) == ("allowed", None, None)
+        assert "Origin" in verdict.explanation
+
+    def test_same_origin(self) -> None:
+        """An Origin equal to the URL's own origin is a same-origin request."""
+        verdict = evaluate(Request("POST", U, (("origin", "http://127.0.0.1:8000"),)), Response(200))
+        assert (verdict.verdict, verdict.reason) == ("allowed", None)
+        assert "same-origin" in verdict.explanation
+
+    @pytest.mark.parametrize("mode", ["navigate", "no-cors", "same-origin", "websocket"])
+    def test_sec_fetch_mode_without_cors(self, mode: str) -> None:
+        """A form post or no-cors subresource carries Origin but no CORS check applies."""
+        verdict = actual((), request_headers=(("sec-fetch-mode", mode),))
+        assert (verdict.verdict, verdict.reason) == ("allowed", None)
+
+
+class TestMessages:
+    """Message variants: XHR, redirects, opaque origins, Firefox."""
+
+    def test_xhr_credentials_suffix(self) -> None:
+        """XHR credential errors end with the withCredentials sentence and name XMLHttpRequest."""
+        request = Request("GET", U, (("origin", O),), credentials="include", initiator="XMLHttpRequest")
+        message = evaluate(request, Response(200, ((ACAO, "*"),))).browser_message
+        assert message == (
+            f"Access to XMLHttpRequest at '{U}' from origin '{O}' has been blocked by CORS policy: {WILDCARD} "
+            "The credentials mode of requests initiated by the XMLHttpRequest is controlled by the withCredentials "
+            "attribute."
+        )
+
+    def test_xhr_has_no_valid_value_suffix(self) -> None:
+        """Chromium adds "Have the server send the header with a valid value." for fetch() only."""
+        request = Request("GET", U, (("origin", O),), credentials="omit", initiator="XMLHttpRequest")
+        message = evaluate(request, Response(200, ((ACAO, "http://x.test"),))).browser_message
+        assert message is not None and message.endswith("that is not equal to the supplied origin.")
+
+    def test_redirected_from(self) -> None:
+        """A hop after a redirect names the final URL and the original one."""
+        request = Request("GET", U + "/next", (("origin", O),), credentials="omit", redirected_from=U)
+        message = evaluate(request, Response(200)).browser_message
+        assert message == (
+            f"Access to fetch at '{U}/next' (redirected from '{U}') from origin '{O}' has been blocked by CORS "
+            f"policy: {NO_ACAO}"
+        )
+
+    def test_opaque_origin(self) -> None:
+        """A sandboxed or data: page sends `Origin: null`; only `ACAO: null` or `*` lets it through."""
+        request = Request("GET", U, (("origin", "null"),), credentials="omit")
+        assert evaluate(request, Response(200, ((ACAO, "null"),))).verdict == "allowed"
+        blocked = evaluate(request, Response(200, ((ACAO, O),)))
+        assert blocked.browser_message is not None and "from origin 'null'" in blocked.browser_message
+
+    @pytest.mark.parametrize(
+        ("make", "text"),
+        [
+            (
+                lambda: actual((), status=404),
+                "(Reason: CORS header ‘Access-Control-Allow-Origin’ missing). Status code: 404.",
+            ),  # noqa: E501
+            (
+                lambda: actual(((ACAO, "http://x.test"),)),
+                "(Reason: CORS header ‘Access-Control-Allow-Origin’ does not match ‘http://x.test’).",
+            ),  # noqa: E501
+            (
+                lambda: actual(ECHO, credentials="include"),
+                "(Reason: expected ‘true’ in CORS header ‘Access-Control-Allow-Credentials’).",
+            ),  # noqa: E501
+            (
+                lambda: preflight(ECHO, status=403),
+                "(Reason: CORS preflight response did not succeed). Status code: 403.",
+            ),  # noqa: E501
+            (
+                lambda: preflight((*ECHO, ("location", "/x")), status=302),
+                "(Reason: CORS request external redirect not allowed).",
+            ),  # noqa: E501
+            (
+                lambda: preflight((*ECHO, (ACAM, "a b"))),
+                "(Reason: invalid token ‘a b’ in CORS header ‘Access-Control-Allow-Methods’).",
+            ),  # noqa: E501
+            (
+                lambda: preflight((*ECHO, (ACAH, "a b")), request_headers="x"),
+                "(Reason: invalid token ‘a b’ in CORS header ‘Access-Control-Allow-Headers’).",
+            ),  # noqa: E501
+            (lambda: preflight(ECHO), "(Reason: Did not find method in CORS header ‘Access-Control-Allow-Methods’)."),
+            (
+                lambda: preflight(ECHO, method="GET", request_headers="x-foo"),
+                "(Reason: header ‘x-foo’ is not allowed according to header ‘Access-Control-Allow-Headers’ from CORS preflight response).",
+            ),  # noqa: E501
+        ],
+    )
+    def test_firefox_wording(self, make: object, text: str) -> None:
+        """firefox_message uses security.properties wording with typographic quotes."""
+        message = make()  # type: ignore[operator]
+        assert message.firefox_message == (
+            f"Cross-Origin Request Blocked: The Same Origin Policy disallows reading the remote resource at {U}. {text}"
+        )
+
+    def test_firefox_wildcard_quotes_the_url(self) -> None:
+        """CORSNotSupportingCredentials is the one Firefox message that quotes the URL."""
+        message = actual(((ACAO, "*"),), credentials="include").firefox_message
+        assert message is not None and message.startswith(
+            f"Cross-Origin Request Blocked: The Same Origin Policy disallows reading the remote resource at ‘{U}’."
+        )
+
+
+class TestExceptionEscaped:
+    """response=None: an exception escaped and the server-error layer sent a bare 500."""
+
+    def test_judged_as_500_without_cors_headers(self) -> None:
+        """The browser sees a 500 without ACAO: MissingAllowOriginHeader, explained as an escaped exception."""
+        verdict = evaluate(Request("GET", U, (("origin", O),), credentials="omit"), None)
+        assert verdict.reason == "MissingAllowOriginHeader"
+        assert verdict.browser_message == PREFIX + NO_ACAO
+        assert "500" in verdict.explanation and "never sees" in verdict.explanation
+        assert verdict.firefox_message is not None and verdict.firefox_message.endswith("Status code: 500.")
+
+    def test_on_a_preflight(self) -> None:
+        """An exception while answering OPTIONS is a PreflightMissingAllowOriginHeader."""
+        request = Request("OPTIONS", U, (("origin", O), ("access-control-request-method", "PUT")))
+        assert evaluate(request, None).reason == "PreflightMissingAllowOriginHeader"
+
+
+class TestRedirectHop:
+    """An actual request answered with a redirect: the hop itself must pass the CORS check."""
+
+    @pytest.mark.parametrize(
+        ("location", "reason"),
+        [
+            ("http://user:pass@x.test/", "RedirectContainsCredentials"),
+            ("http://user:@x.test/", "RedirectContainsCredentials"),
+            ("http://:pass@x.test/", "RedirectContainsCredentials"),
+            ("http://user@x.test/", "RedirectContainsCredentials"),
+            ("//u:p@x.test/", "RedirectContainsCredentials"),
+            ("http://:@x.test/", None),  # empty userinfo is dropped by URL canonicalisation (checked in Chromium)
+            ("http://@x.test/", None),
+            ("/next", None),
+            ("next?a=b@c", None),
+            ("http://x.test/?u=a@b", None),
+        ],
+        ids=repr,
+    )
+    def test_userinfo_in_location(self, location: str, reason: str | None) -> None:
+        """WPT cors-redirect-credentials / redirect-userinfo: userinfo in the Location blocks the redirect."""
+        assert actual((*ECHO, ("location", location)), status=302).reason == reason
+
+    def test_hop_needs_acao_first(self) -> None:
+        """The redirect response's own CORS check comes before the userinfo check."""
+        assert actual((("location", "http://u:p@x.test/"),), status=302).reason == "MissingAllowOriginHeader"
+
+    def test_passing_hop_is_explained(self) -> None:
+        """A passing redirect hop says where the browser goes next."""
+        verdict = actual((*ECHO, ("location", "/next")), status=307)
+        assert verdict.verdict == "allowed" and "`/next`" in verdict.explanation
+
+
+class TestWarnings:
+    """Caveats: things that do not block now but bite."""
+
+    def codes(self, verdict: Verdict) -> list[str]:
+        return [caveat.code for caveat in verdict.warnings]
+
+    def test_unexposed_header(self) -> None:
+        """A custom response header not in ACEH is unreadable by the page."""
+        verdict = actual(((ACAO, "*"), ("x-total-count", "3"), ("content-type", "text/plain"), ("set-cookie", "a")))
+        assert self.codes(verdict) == ["header_not_exposed"]
+        assert "`x-total-count`" in verdict.warnings[0].message and "content-type" not in verdict.warnings[0].message
+
+    def test_exposed_header(self) -> None:
+        """ACEH names are matched case-insensitively."""
+        verdict = actual(((ACAO, "*"), ("x-total-count", "3"), ("access-control-expose-headers", "X-Total-Count")))
+        assert self.codes(verdict) == []
+
+    def test_expose_star_without_credentials(self) -> None:
+        """`ACEH: *` exposes everything to an uncredentialed request."""
+        verdict = actual(((ACAO, "*"), ("x-a", "1"), ("access-control-expose-headers", "*")))
+        assert self.codes(verdict) == []
+
+    def test_expose_star_with_credentials(self) -> None:
+        """With credentials `ACEH: *` is literal and exposes nothing."""
+        headers = (*ECHO, (ACAC, "true"), ("vary", "Origin"), ("x-a", "1"), ("access-control-expose-headers", "*"))
+        verdict = actual(headers, credentials="include")
+        assert self.codes(verdict) == ["expose_wildcard_with_credentials", "header_not_exposed"]
+
+    def test_missing_vary_origin(self) -> None:
+        """An echoed ACAO without `Vary: Origin` can be replayed by a cache to another origin."""
+        assert self.codes(actual(ECHO)) == ["missing_vary_origin"]
+        assert self.codes(actual((*ECHO, ("vary", "Accept-Encoding, origin")))) == []
+
+    def test_wildcard_origin_credentials_unknown(self) -> None:
+        """`ACAO: *` with unknown credentials warns that it stops working once credentials are on."""
+        assert "wildcard_origin_with_credentials" in self.codes(actual(((ACAO, "*"),), credentials=None))
+
+    def test_authorization_under_star(self) -> None:
+        """Chromium 156 lets `ACAH: *` cover Authorization, against the spec: allowed with a warning."""
+        verdict = preflight(((ACAO, "*"), (ACAH, "*")), method="GET", request_headers="authorization,x-a")
+        assert verdict.verdict == "allowed"
+        assert self.codes(verdict) == ["authorization_covered_by_wildcard"]
+        assert "Fetch standard" in verdict.warnings[0].message and "Firefox" in verdict.warnings[0].message
+
+    def test_authorization_listed_explicitly(self) -> None:
+        """Listing authorization next to `*` needs no warning."""
+        verdict = preflight(((ACAO, "*"), (ACAH, "*, Authorization")), method="GET", request_headers="authorization")
+        assert self.codes(verdict) == []
+
+    def test_several_headers_missing(self) -> None:
+        """Chromium names one missing header; the verdict lists all of them."""
+        verdict = preflight(((ACAO, "*"), (ACAH, "x-b")), method="GET", request_headers="x-a,x-b,x-c")
+        assert verdict.reason == "HeaderDisallowedByPreflightResponse"
+        assert self.codes(verdict) == ["several_headers_disallowed"]
+        assert verdict.fix is not None and "x-b, x-a, x-c" in verdict.fix
+
+    def test_wildcard_methods_unknown_credentials(self) -> None:
+        """`ACAM: *` works only without credentials."""
+        verdict = preflight(((ACAO, "*"), (ACAM, "*")), credentials=None)
+        assert "wildcard_methods_with_credentials" in self.codes(verdict)
+
+    @pytest.mark.parametrize(
+        ("value", "seconds", "warning"),
+        [
+            (None, 5, None),
+            ("600", 600, None),
+            ("601", 601, "max_age_capped"),
+            ("7200", 7200, "max_age_capped"),
+            ("86401", 7200, "max_age_capped"),
+            ("0", 0, None),
+            ("-1", 0, None),
+            ("abc", 5, "invalid_max_age"),
+            ("1.5", 5, "invalid_max_age"),
+            ("99999999999999999999", 5, "max_age_capped"),
+        ],
+        ids=repr,
+    )
+    def test_max_age(self, value: str | None, seconds: int, warning: str | None) -> None:
+        """Chromium caches a preflight 5 s by default, at most 7200 s; other browsers' caps are warned about."""
+        headers = ((ACAO, "*"), (ACAM, "PUT")) + ((("access-control-max-age", value),) if value is not None else ())
+        verdict = preflight(headers)
+        assert verdict.preflight_cache_seconds == seconds
+        assert [c.code for c in verdict.warnings if "age" in c.code] == ([warning] if warning else [])
+
+    def test_failed_preflight_is_not_cached(self) -> None:
+        """A failing preflight is never cached."""
+        assert preflight(((ACAO, "*"), ("access-control-max-age", "600"))).preflight_cache_seconds == 0
+
+
+class TestFixes:
+    """The fix names the exact header and value that make this request pass."""
+
+    @pytest.mark.parametrize(
+        ("make", "fix"),
+        [
+            (lambda: preflight(()), f"Send `Access-Control-Allow-Origin: {O}` on the response to `OPTIONS /items`."),
+            (
+                lambda: actual((), credentials="include"),
+                f"Send `Access-Control-Allow-Origin: {O}` and `Access-Control-Allow-Credentials: true` on the response to `GET /items`.",
+            ),  # noqa: E501
+            (
+                lambda: preflight(((ACAO, "*"), (ACAM, "GET, PATCH")), method="patch"),
+                "Send `Access-Control-Allow-Methods: GET, PATCH, patch` on the response to `OPTIONS /items`.",
+            ),  # noqa: E501
+            (
+                lambda: preflight(((ACAO, "*"),), method="GET", request_headers="content-type,x-a"),
+                "Send `Access-Control-Allow-Headers: content-type, x-a` on the response to `OPTIONS /items`.",
+            ),  # noqa: E501
+            (
+                lambda: actual((*ECHO, ("location", "http://u:p@x/")), status=302),
+                "Remove the `user:password@` part from the `Location` header on the response to `GET /items`.",
+            ),  # noqa: E501
+        ],
+    )
+    def test_fix_text(self, make: object, fix: str) -> None:
+        """The fix is a concrete header and value."""
+        assert make().fix == fix  # type: ignore[operator]
+
+    def test_case_mismatch_is_explained(self) -> None:
+        """A method listed in another case is pointed out."""
+        verdict = preflight(((ACAO, "*"), (ACAM, "PATCH")), method="patch")
+        assert "case-sensitively" in verdict.explanation
+
+    def test_starlette_400_is_explained(self) -> None:
+        """Starlette's 400 on a rejected preflight is named as the likely cause."""
+        assert "Starlette" in preflight(ECHO, status=400).explanation
+
+
+class TestAsDict:
+    """Verdict.as_dict() is the JSON-ready shape the events and the inspector use."""
+
+    def test_keys(self) -> None:
+        """as_dict carries exactly the documented keys."""
+        data = preflight(((ACAO, "*"),), request_headers="X-A, x-b", credentials=None).as_dict()
+        assert set(data) == {
+            "verdict",
+            "reason",
+            "browser_message",
+            "firefox_message",
+            "credentials",
+            "if_credentialed",
+            "warnings",
+            "explanation",
+            "fix",
+            "preflight",
+            "origin",
+            "url",
+            "method",
+            "requested_method",
+            "requested_headers",
+            "failed_parameter",
+            "decisive_headers",
+            "preflight_cache_seconds",
+        }
+        assert data["requested_headers"] == ["x-a", "x-b"]
+        assert data["requested_method"] == "PUT"
+        assert json.loads(json.dumps(data)) == data
+
+    def test_if_credentialed_dict(self) -> None:
+        """if_credentialed is a plain dict with verdict, reason and messages."""
+        data = actual(((ACAO, "*"),), credentials=None).as_dict()
+        assert data["if_credentialed"]["reason"] == "WildcardOriginNotAllowed"
+        assert data["warnings"][0].keys() == {"code", "message"}
