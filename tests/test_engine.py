@@ -1,5 +1,8 @@
 """The verdict engine, table by table: every server-decided CorsError with its exact message, and the WPT matrices."""
 
+# Chromium's console lines are quoted verbatim in the tables; splitting them would hide typos.
+# ruff: noqa: E501
+
 from __future__ import annotations
 
 import json
@@ -8,9 +11,9 @@ import pytest
 
 from corstrace.engine import Credentials, Request, Response, Verdict, evaluate
 
-O = "http://localhost:3000"
+ORIGIN = "http://localhost:3000"
 U = "http://127.0.0.1:8000/items"
-PREFIX = f"Access to fetch at '{U}' from origin '{O}' has been blocked by CORS policy: "
+PREFIX = f"Access to fetch at '{U}' from origin '{ORIGIN}' has been blocked by CORS policy: "
 PF = "Response to preflight request doesn't pass access control check: "
 VALID = " Have the server send the header with a valid value."
 NO_ACAO = "No 'Access-Control-Allow-Origin' header is present on the requested resource."
@@ -22,7 +25,7 @@ ACAO = "access-control-allow-origin"
 ACAC = "access-control-allow-credentials"
 ACAM = "access-control-allow-methods"
 ACAH = "access-control-allow-headers"
-ECHO = ((ACAO, O),)
+ECHO = ((ACAO, ORIGIN),)
 
 
 def acac(value: str) -> str:
@@ -40,7 +43,7 @@ def actual(
     request_headers: tuple[tuple[str, str], ...] = (),
     method: str = "GET",
 ) -> Verdict:
-    request = Request(method, U, (("origin", O), *request_headers), credentials=credentials)
+    request = Request(method, U, (("origin", ORIGIN), *request_headers), credentials=credentials)
     return evaluate(request, Response(status, headers))
 
 
@@ -52,7 +55,7 @@ def preflight(
     request_headers: str | None = None,
     credentials: Credentials | None = "omit",
 ) -> Verdict:
-    sent = [("origin", O), ("access-control-request-method", method)]
+    sent = [("origin", ORIGIN), ("access-control-request-method", method)]
     if request_headers is not None:
         sent.append(("access-control-request-headers", request_headers))
     request = Request("OPTIONS", U, tuple(sent), credentials=credentials)
@@ -69,125 +72,125 @@ class TestServerDecidedReasons:
             lambda: actual(((ACAO, "*"),), credentials="include"),
             "WildcardOriginNotAllowed",
             WILDCARD,
-        ),  # noqa: E501
+        ),
         (
             "two-lines",
-            lambda: actual(((ACAO, O), (ACAO, O))),
+            lambda: actual(((ACAO, ORIGIN), (ACAO, ORIGIN))),
             "MultipleAllowOriginValues",
-            f"The 'Access-Control-Allow-Origin' header contains multiple values '{O}, {O}', but only one is allowed.{VALID}",
-        ),  # noqa: E501
+            f"The 'Access-Control-Allow-Origin' header contains multiple values '{ORIGIN}, {ORIGIN}', but only one is allowed.{VALID}",
+        ),
         (
             "space-list",
             lambda: actual(((ACAO, "a b"),)),
             "MultipleAllowOriginValues",
             f"The 'Access-Control-Allow-Origin' header contains multiple values 'a b', but only one is allowed.{VALID}",
-        ),  # noqa: E501
+        ),
         (
             "invalid",
             lambda: actual(((ACAO, "foo"),)),
             "InvalidAllowOriginValue",
             f"The 'Access-Control-Allow-Origin' header contains the invalid value 'foo'.{VALID}",
-        ),  # noqa: E501
+        ),
         (
             "invalid-escaped",
             lambda: actual(((ACAO, "http://\xe9\x7f"),)),
             "InvalidAllowOriginValue",
             f"The 'Access-Control-Allow-Origin' header contains the invalid value 'http://\\u00E9\\u007F'.{VALID}",
-        ),  # noqa: E501
+        ),
         (
             "mismatch",
             lambda: actual(((ACAO, "http://x.test"),)),
             "AllowOriginMismatch",
             f"The 'Access-Control-Allow-Origin' header has a value 'http://x.test' that is not equal to the supplied origin.{VALID}",
-        ),  # noqa: E501
+        ),
         (
             "mismatch-null",
             lambda: actual(((ACAO, "null"),)),
             "AllowOriginMismatch",
             f"The 'Access-Control-Allow-Origin' header has a value 'null' that is not equal to the supplied origin.{VALID}",
-        ),  # noqa: E501
+        ),
         ("acac-missing", lambda: actual(ECHO, credentials="include"), "InvalidAllowCredentials", acac("")),
         (
             "acac-True",
             lambda: actual((*ECHO, (ACAC, "True")), credentials="include"),
             "InvalidAllowCredentials",
             acac("True"),
-        ),  # noqa: E501
+        ),
         (
             "pf-wildcard",
             lambda: preflight(((ACAO, "*"),), credentials="include"),
             "PreflightWildcardOriginNotAllowed",
             PF + WILDCARD,
-        ),  # noqa: E501
+        ),
         ("pf-missing", lambda: preflight(()), "PreflightMissingAllowOriginHeader", PF + NO_ACAO),
         (
             "pf-multiple",
-            lambda: preflight(((ACAO, O), (ACAO, "*"))),
+            lambda: preflight(((ACAO, ORIGIN), (ACAO, "*"))),
             "PreflightMultipleAllowOriginValues",
             PF
-            + f"The 'Access-Control-Allow-Origin' header contains multiple values '{O}, *', but only one is allowed.{VALID}",
-        ),  # noqa: E501
+            + f"The 'Access-Control-Allow-Origin' header contains multiple values '{ORIGIN}, *', but only one is allowed.{VALID}",
+        ),
         (
             "pf-invalid",
             lambda: preflight(((ACAO, "-"),)),
             "PreflightInvalidAllowOriginValue",
             PF + f"The 'Access-Control-Allow-Origin' header contains the invalid value '-'.{VALID}",
-        ),  # noqa: E501
+        ),
         (
             "pf-mismatch",
-            lambda: preflight(((ACAO, O + "/"),)),
+            lambda: preflight(((ACAO, ORIGIN + "/"),)),
             "PreflightAllowOriginMismatch",
             PF
-            + f"The 'Access-Control-Allow-Origin' header has a value '{O}/' that is not equal to the supplied origin.{VALID}",
-        ),  # noqa: E501
+            + f"The 'Access-Control-Allow-Origin' header has a value '{ORIGIN}/' that is not equal to the supplied origin.{VALID}",
+        ),
         (
             "pf-acac",
             lambda: preflight((*ECHO, (ACAM, "PUT")), credentials="include"),
             "PreflightInvalidAllowCredentials",
             PF + acac(""),
-        ),  # noqa: E501
+        ),
         (
             "pf-status",
             lambda: preflight((*ECHO, (ACAM, "PUT")), status=404),
             "PreflightInvalidStatus",
             PF + "It does not have HTTP ok status.",
-        ),  # noqa: E501
+        ),
         (
             "pf-redirect",
-            lambda: preflight(((ACAO, O), ("location", "/x")), status=308),
+            lambda: preflight(((ACAO, ORIGIN), ("location", "/x")), status=308),
             "PreflightDisallowedRedirect",
             PF + "Redirect is not allowed for a preflight request.",
-        ),  # noqa: E501
+        ),
         (
             "pf-bad-acam",
             lambda: preflight((*ECHO, (ACAM, "PUT, Bad method"))),
             "InvalidAllowMethodsPreflightResponse",
             "Cannot parse Access-Control-Allow-Methods response header field in preflight response.",
-        ),  # noqa: E501
+        ),
         (
             "pf-bad-acah",
             lambda: preflight((*ECHO, (ACAH, "header name with space")), request_headers="x-a"),
             "InvalidAllowHeadersPreflightResponse",
             "Cannot parse Access-Control-Allow-Headers response header field in preflight response.",
-        ),  # noqa: E501
+        ),
         (
             "pf-method",
             lambda: preflight(ECHO),
             "MethodDisallowedByPreflightResponse",
             "Method PUT is not allowed by Access-Control-Allow-Methods in preflight response.",
-        ),  # noqa: E501
+        ),
         (
             "pf-header",
             lambda: preflight(ECHO, method="GET", request_headers="x-foo"),
             "HeaderDisallowedByPreflightResponse",
             "Request header field x-foo is not allowed by Access-Control-Allow-Headers in preflight response.",
-        ),  # noqa: E501
+        ),
         (
             "redirect-userinfo",
             lambda: actual((*ECHO, ("location", "http://u:p@x.test/")), status=302),
             "RedirectContainsCredentials",
             "Redirect location '' contains a username and password, which is disallowed for cross-origin requests.",
-        ),  # noqa: E501
+        ),
     ]
 
     @pytest.mark.parametrize(("make", "reason", "body"), [case[1:] for case in CASES], ids=[c[0] for c in CASES])
@@ -215,7 +218,7 @@ class TestPreflightOrder:
             "300-with-location-is-a-status",
             dict(headers=(*ECHO, ("location", "/x")), status=300),
             "PreflightInvalidStatus",
-        ),  # noqa: E501
+        ),
         ("missing-acao-beats-404", dict(headers=(), status=404), "PreflightMissingAllowOriginHeader"),
         ("missing-acao-beats-401", dict(headers=(), status=401), "PreflightMissingAllowOriginHeader"),
         ("mismatch-beats-500", dict(headers=((ACAO, "http://x.test"),), status=500), "PreflightAllowOriginMismatch"),
@@ -224,7 +227,7 @@ class TestPreflightOrder:
             "bad-acam-beats-bad-acah",
             dict(headers=(*ECHO, (ACAM, "a b"), (ACAH, "c d"))),
             "InvalidAllowMethodsPreflightResponse",
-        ),  # noqa: E501
+        ),
         ("bad-acah-beats-method", dict(headers=(*ECHO, (ACAH, "c d"))), "InvalidAllowHeadersPreflightResponse"),
         ("method-beats-header", dict(headers=ECHO, request_headers="x-a"), "MethodDisallowedByPreflightResponse"),
     ]
@@ -235,8 +238,8 @@ class TestPreflightOrder:
         assert preflight(**kwargs).reason == reason  # type: ignore[arg-type]
 
 
-# WPT cors/origin.htm: ACAO values that pass and fail for an uncredentialed request from O.
-ACAO_PASSES = ["*", " *  ", "\t*", O, f" {O}", f"{O} ", f"\t{O}\t"]
+# WPT cors/origin.htm: ACAO values that pass and fail for an uncredentialed request from ORIGIN.
+ACAO_PASSES = ["*", " *  ", "\t*", ORIGIN, f" {ORIGIN}", f"{ORIGIN} ", f"\t{ORIGIN}\t"]
 ACAO_FAILS = [
     "http://www1.localhost:3000",
     "//localhost:3000",
@@ -245,15 +248,15 @@ ACAO_FAILS = [
     "http:://localhost:3000",
     "http:/localhost:3000",
     "localhost:3000",
-    f"{O}?",
-    f"{O}/",
-    f"{O} /",
-    f"{O}#",
-    f"{O}%23",
-    f"{O}:80",
-    f"{O}, *",
-    f"{O}\0",
-    O.upper(),
+    f"{ORIGIN}?",
+    f"{ORIGIN}/",
+    f"{ORIGIN} /",
+    f"{ORIGIN}#",
+    f"{ORIGIN}%23",
+    f"{ORIGIN}:80",
+    f"{ORIGIN}, *",
+    f"{ORIGIN}\0",
+    ORIGIN.upper(),
     "HTTP://localhost:3000",
     "-",
     "**",
@@ -263,9 +266,9 @@ ACAO_FAILS = [
     '"*"',
     "* *",
     "* null",
-    f"*{O}",
-    f"*, {O}",
-    f"null {O}",
+    f"*{ORIGIN}",
+    f"*, {ORIGIN}",
+    f"null {ORIGIN}",
     "null",
     "null *",
     "",
@@ -295,7 +298,7 @@ def test_wpt_origin_acao_fails(value: str) -> None:
         ("http:/", "InvalidAllowOriginValue"),
         ("//localhost:3000", "InvalidAllowOriginValue"),
         ("*\0", "InvalidAllowOriginValue"),
-        (f"{O}\0", "AllowOriginMismatch"),  # GURL trims the trailing control byte, the comparison does not
+        (f"{ORIGIN}\0", "AllowOriginMismatch"),  # GURL trims the trailing control byte, the comparison does not
         ("http://a.test:99999", "InvalidAllowOriginValue"),
         ("http://[::1]", "AllowOriginMismatch"),
         ("http://a\xc3\xa9.test", "AllowOriginMismatch"),  # valid UTF-8: GURL applies IDNA
@@ -313,14 +316,14 @@ def test_acao_classification(value: str, reason: str) -> None:
 @pytest.mark.parametrize(
     "lines",
     [
-        ("", "http://example.com", O),
+        ("", "http://example.com", ORIGIN),
         ("", "http://example.com", "*"),
-        ("", O, O),
+        ("", ORIGIN, ORIGIN),
         ("*", "http://example.com", "*"),
-        ("*", "http://example.com", O),
+        ("*", "http://example.com", ORIGIN),
         ("", "http://example.com", "http://example.com"),
         ("*", "*"),
-        (O, O),
+        (ORIGIN, ORIGIN),
         ("", "*"),
     ],
     ids=repr,
@@ -334,9 +337,11 @@ def test_wpt_multiple_origins_reject(lines: tuple[str, ...]) -> None:
 
 def test_single_line_list_is_a_mismatch_in_firefox() -> None:
     """Firefox only objects to several ACAO lines; one line holding a list is a plain mismatch there."""
-    verdict = actual(((ACAO, f"{O}, http://x.test"),))
+    verdict = actual(((ACAO, f"{ORIGIN}, http://x.test"),))
     assert verdict.reason == "MultipleAllowOriginValues"
-    assert verdict.firefox_message is not None and f"does not match ‘{O}, http://x.test’" in verdict.firefox_message
+    assert (
+        verdict.firefox_message is not None and f"does not match ‘{ORIGIN}, http://x.test’" in verdict.firefox_message
+    )
 
 
 @pytest.mark.parametrize(
@@ -353,7 +358,7 @@ def test_single_line_list_is_a_mismatch_in_firefox() -> None:
         ("", False),
     ],
     ids=repr,
-)  # noqa: E501
+)
 def test_wpt_credentials_flag_acac(value: str, allowed: bool) -> None:
     """WPT cors/credentials-flag.htm: with credentials only a lower-case `true` (LWS-trimmed) passes."""
     verdict = actual((*ECHO, (ACAC, value)), credentials="include")
@@ -367,8 +372,8 @@ def test_wpt_credentials_flag_acac(value: str, allowed: bool) -> None:
         ("omit", "*", "true", True),
         ("omit", "https://rabbit.invalid/", None, False),
         ("include", "*", "true", False),
-        ("include", O, "true", True),
-        ("include", O, "True", False),
+        ("include", ORIGIN, "true", True),
+        ("include", ORIGIN, "True", False),
     ],
     ids=repr,
 )
@@ -402,7 +407,7 @@ def test_wpt_preflight_star(
     credentials: Credentials, acam: str, acah: str, method: str, header: str | None, allowed: bool
 ) -> None:
     """WPT cors-preflight-star: `*` in ACAM/ACAH is a wildcard only without credentials."""
-    response = ((ACAO, O), (ACAC, "true"), (ACAM, acam), (ACAH, acah))
+    response = ((ACAO, ORIGIN), (ACAC, "true"), (ACAM, acam), (ACAH, acah))
     requested = None if header in (None, "accept") else header
     verdict = preflight(response, method=method, request_headers=requested, credentials=credentials)
     assert verdict.verdict == ("allowed" if allowed else "blocked")
@@ -499,7 +504,7 @@ def test_wpt_allow_headers_matching(requested: str, acah: str, allowed: bool) ->
         ("\xe9", False),
     ],
     ids=repr,
-)  # noqa: E501
+)
 def test_acah_token_parsing(acah: str, valid: bool) -> None:
     """WPT cors-preflight-response-validation: an ACAH item that is not a token fails the whole preflight."""
     verdict = preflight((*ECHO, (ACAH, acah), (ACAM, "PUT")), request_headers="a")
@@ -578,26 +583,26 @@ class TestMessages:
 
     def test_xhr_credentials_suffix(self) -> None:
         """XHR credential errors end with the withCredentials sentence and name XMLHttpRequest."""
-        request = Request("GET", U, (("origin", O),), credentials="include", initiator="XMLHttpRequest")
+        request = Request("GET", U, (("origin", ORIGIN),), credentials="include", initiator="XMLHttpRequest")
         message = evaluate(request, Response(200, ((ACAO, "*"),))).browser_message
         assert message == (
-            f"Access to XMLHttpRequest at '{U}' from origin '{O}' has been blocked by CORS policy: {WILDCARD} "
+            f"Access to XMLHttpRequest at '{U}' from origin '{ORIGIN}' has been blocked by CORS policy: {WILDCARD} "
             "The credentials mode of requests initiated by the XMLHttpRequest is controlled by the withCredentials "
             "attribute."
         )
 
     def test_xhr_has_no_valid_value_suffix(self) -> None:
         """Chromium adds "Have the server send the header with a valid value." for fetch() only."""
-        request = Request("GET", U, (("origin", O),), credentials="omit", initiator="XMLHttpRequest")
+        request = Request("GET", U, (("origin", ORIGIN),), credentials="omit", initiator="XMLHttpRequest")
         message = evaluate(request, Response(200, ((ACAO, "http://x.test"),))).browser_message
         assert message is not None and message.endswith("that is not equal to the supplied origin.")
 
     def test_redirected_from(self) -> None:
         """A hop after a redirect names the final URL and the original one."""
-        request = Request("GET", U + "/next", (("origin", O),), credentials="omit", redirected_from=U)
+        request = Request("GET", U + "/next", (("origin", ORIGIN),), credentials="omit", redirected_from=U)
         message = evaluate(request, Response(200)).browser_message
         assert message == (
-            f"Access to fetch at '{U}/next' (redirected from '{U}') from origin '{O}' has been blocked by CORS "
+            f"Access to fetch at '{U}/next' (redirected from '{U}') from origin '{ORIGIN}' has been blocked by CORS "
             f"policy: {NO_ACAO}"
         )
 
@@ -605,7 +610,7 @@ class TestMessages:
         """A sandboxed or data: page sends `Origin: null`; only `ACAO: null` or `*` lets it through."""
         request = Request("GET", U, (("origin", "null"),), credentials="omit")
         assert evaluate(request, Response(200, ((ACAO, "null"),))).verdict == "allowed"
-        blocked = evaluate(request, Response(200, ((ACAO, O),)))
+        blocked = evaluate(request, Response(200, ((ACAO, ORIGIN),)))
         assert blocked.browser_message is not None and "from origin 'null'" in blocked.browser_message
 
     @pytest.mark.parametrize(
@@ -614,36 +619,36 @@ class TestMessages:
             (
                 lambda: actual((), status=404),
                 "(Reason: CORS header ‘Access-Control-Allow-Origin’ missing). Status code: 404.",
-            ),  # noqa: E501
+            ),
             (
                 lambda: actual(((ACAO, "http://x.test"),)),
                 "(Reason: CORS header ‘Access-Control-Allow-Origin’ does not match ‘http://x.test’).",
-            ),  # noqa: E501
+            ),
             (
                 lambda: actual(ECHO, credentials="include"),
                 "(Reason: expected ‘true’ in CORS header ‘Access-Control-Allow-Credentials’).",
-            ),  # noqa: E501
+            ),
             (
                 lambda: preflight(ECHO, status=403),
                 "(Reason: CORS preflight response did not succeed). Status code: 403.",
-            ),  # noqa: E501
+            ),
             (
                 lambda: preflight((*ECHO, ("location", "/x")), status=302),
                 "(Reason: CORS request external redirect not allowed).",
-            ),  # noqa: E501
+            ),
             (
                 lambda: preflight((*ECHO, (ACAM, "a b"))),
                 "(Reason: invalid token ‘a b’ in CORS header ‘Access-Control-Allow-Methods’).",
-            ),  # noqa: E501
+            ),
             (
                 lambda: preflight((*ECHO, (ACAH, "a b")), request_headers="x"),
                 "(Reason: invalid token ‘a b’ in CORS header ‘Access-Control-Allow-Headers’).",
-            ),  # noqa: E501
+            ),
             (lambda: preflight(ECHO), "(Reason: Did not find method in CORS header ‘Access-Control-Allow-Methods’)."),
             (
                 lambda: preflight(ECHO, method="GET", request_headers="x-foo"),
                 "(Reason: header ‘x-foo’ is not allowed according to header ‘Access-Control-Allow-Headers’ from CORS preflight response).",
-            ),  # noqa: E501
+            ),
         ],
     )
     def test_firefox_wording(self, make: object, text: str) -> None:
@@ -666,7 +671,7 @@ class TestExceptionEscaped:
 
     def test_judged_as_500_without_cors_headers(self) -> None:
         """The browser sees a 500 without ACAO: MissingAllowOriginHeader, explained as an escaped exception."""
-        verdict = evaluate(Request("GET", U, (("origin", O),), credentials="omit"), None)
+        verdict = evaluate(Request("GET", U, (("origin", ORIGIN),), credentials="omit"), None)
         assert verdict.reason == "MissingAllowOriginHeader"
         assert verdict.browser_message == PREFIX + NO_ACAO
         assert "500" in verdict.explanation and "never sees" in verdict.explanation
@@ -674,7 +679,7 @@ class TestExceptionEscaped:
 
     def test_on_a_preflight(self) -> None:
         """An exception while answering OPTIONS is a PreflightMissingAllowOriginHeader."""
-        request = Request("OPTIONS", U, (("origin", O), ("access-control-request-method", "PUT")))
+        request = Request("OPTIONS", U, (("origin", ORIGIN), ("access-control-request-method", "PUT")))
         assert evaluate(request, None).reason == "PreflightMissingAllowOriginHeader"
 
 
@@ -806,23 +811,26 @@ class TestFixes:
     @pytest.mark.parametrize(
         ("make", "fix"),
         [
-            (lambda: preflight(()), f"Send `Access-Control-Allow-Origin: {O}` on the response to `OPTIONS /items`."),
+            (
+                lambda: preflight(()),
+                f"Send `Access-Control-Allow-Origin: {ORIGIN}` on the response to `OPTIONS /items`.",
+            ),
             (
                 lambda: actual((), credentials="include"),
-                f"Send `Access-Control-Allow-Origin: {O}` and `Access-Control-Allow-Credentials: true` on the response to `GET /items`.",
-            ),  # noqa: E501
+                f"Send `Access-Control-Allow-Origin: {ORIGIN}` and `Access-Control-Allow-Credentials: true` on the response to `GET /items`.",
+            ),
             (
                 lambda: preflight(((ACAO, "*"), (ACAM, "GET, PATCH")), method="patch"),
                 "Send `Access-Control-Allow-Methods: GET, PATCH, patch` on the response to `OPTIONS /items`.",
-            ),  # noqa: E501
+            ),
             (
                 lambda: preflight(((ACAO, "*"),), method="GET", request_headers="content-type,x-a"),
                 "Send `Access-Control-Allow-Headers: content-type, x-a` on the response to `OPTIONS /items`.",
-            ),  # noqa: E501
+            ),
             (
                 lambda: actual((*ECHO, ("location", "http://u:p@x/")), status=302),
                 "Remove the `user:password@` part from the `Location` header on the response to `GET /items`.",
-            ),  # noqa: E501
+            ),
         ],
     )
     def test_fix_text(self, make: object, fix: str) -> None:
