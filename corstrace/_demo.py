@@ -27,8 +27,10 @@ from typing import Any, TextIO
 
 import structlog
 import uvicorn
+from structlog.typing import EventDict, Processor
 
 from corstrace import _term
+from corstrace.middleware import CORSTraceMiddleware
 
 # The example apps read these (examples/app.py at import, examples/frontend.py per request).
 FRONTEND_ORIGIN_ENV = "CORSTRACE_DEMO_FRONTEND_ORIGIN"
@@ -180,6 +182,61 @@ async def _serve(servers: Sequence[_Server], sockets: Sequence[socket.socket], o
     await asyncio.gather(*tasks)
 
 
+# What a person reads in the terminal for each exchange; the inspector has the full record.
+_EXCHANGE_EVENTS = frozenset({"cors.blocked", "cors.allowed"})
+_DETAILS = (("browser_message", "browser"), ("explanation", "why"), ("fix", "fix"))
+
+
+def _describe_crash(value: Any) -> str:
+    if isinstance(value, dict):
+        where = f" at {value['where']}" if value.get("where") else ""
+        return f"{value.get('type', 'Exception')}: {value.get('message', '')}{where}"
+    return str(value)
+
+
+def terminal_view(colour: bool) -> Processor:
+    """A structlog processor that turns corstrace's exchange events into a few readable lines.
+
+    ``cors.blocked`` / ``cors.allowed`` become a headline (method, path, status, reason) plus the
+    browser's message, the explanation and the fix; other events pass through. The inspector's
+    startup announcement is dropped: the banner prints the same URL with the real port.
+    """
+
+    def process(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        event = event_dict.get("event")
+        if event == "corstrace.inspector":
+            raise structlog.DropEvent
+        # ConsoleRenderer prints `exception` as a pre-formatted traceback string; anything else breaks it.
+        if event_dict.get("exception") is not None and not isinstance(event_dict["exception"], str):
+            event_dict["exception"] = _describe_crash(event_dict["exception"])
+        if event not in _EXCHANGE_EVENTS or "verdict" not in event_dict:
+            return event_dict
+        blocked = event_dict.get("verdict") == "blocked"
+        verdict = _term.paint(
+            "BLOCKED" if blocked else "allowed", "bold", "red" if blocked else "green", enabled=colour
+        )
+        kind = "preflight " if event_dict.get("preflight") else ""
+        headline = f"{verdict} {kind}{event_dict.get('method', '?')} {event_dict.get('path', '?')}"
+        headline += f" -> {event_dict.get('status')}"
+        if event_dict.get("reason"):
+            headline += f" ({event_dict['reason']})"
+        credentialed = event_dict.get("if_credentialed")
+        if not blocked and isinstance(credentialed, dict) and credentialed.get("verdict") == "blocked":
+            # The server cannot see `credentials: 'include'` when no cookie exists yet (the demo's /session).
+            headline += f"; blocked if sent with credentials ({credentialed.get('reason')})"
+        lines = [headline]
+        if event_dict.get("exception"):
+            lines.append(f"    crash:   {event_dict['exception']}")
+        for key, label in _DETAILS:
+            if blocked and event_dict.get(key):
+                lines.append(f"    {label + ':':<8} {event_dict[key]}")
+        view: EventDict = {key: event_dict[key] for key in ("timestamp", "level") if key in event_dict}
+        view["event"] = "\n".join(lines)
+        return view
+
+    return process
+
+
 def configure_logging(colour: bool) -> None:
     """Render corstrace's structlog events for a human in the terminal (the demo is an application)."""
     structlog.configure(
@@ -189,7 +246,9 @@ def configure_logging(colour: bool) -> None:
             structlog.processors.StackInfoRenderer(),
             structlog.dev.set_exc_info,
             structlog.processors.TimeStamper(fmt="%H:%M:%S"),
-            structlog.dev.ConsoleRenderer(colors=colour),
+            terminal_view(colour),
+            # Plain tracebacks: rich's, with every frame's locals, would bury the explanations.
+            structlog.dev.ConsoleRenderer(colors=colour, exception_formatter=structlog.dev.plain_traceback),
         ],
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=False,
@@ -208,8 +267,7 @@ def find_middleware(app: Any, cls: type[Any]) -> Any | None:
 
 def inspector_url(api_app: Any, host: str, port: int) -> str | None:
     """The inspector's URL with its token: asked of the running middleware, else built from the token."""
-    tracer_class = getattr(importlib.import_module("corstrace"), "CORSTraceMiddleware", None)
-    tracer = find_middleware(api_app, tracer_class) if tracer_class is not None else None
+    tracer = find_middleware(api_app, CORSTraceMiddleware)
     if tracer is not None:
         url: str | None = tracer.inspector_url(host, port)
         return url

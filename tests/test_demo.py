@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from corstrace import _demo
 from tests.support import run_server
@@ -179,6 +180,59 @@ def test_bind_reports_a_port_in_use_in_one_line() -> None:
             _demo.bind("127.0.0.1", port, "--api-port")
 
 
+def _blocked_event(**fields: Any) -> dict[str, Any]:
+    event = {
+        "event": "cors.blocked",
+        "level": "warning",
+        "timestamp": "12:00:00",
+        "verdict": "blocked",
+        "method": "GET",
+        "path": "/crash",
+        "status": 500,
+        "reason": "MissingAllowOriginHeader",
+        "preflight": False,
+        "browser_message": "Access to fetch ... has been blocked by CORS policy",
+        "explanation": "The app raised before any response started.",
+        "fix": "Fix the RuntimeError.",
+        "request_headers": [["origin", "http://localhost:3000"]],
+        "exception": None,
+    }
+    event.update(fields)
+    return event
+
+
+def test_terminal_view_shortens_a_blocked_exchange() -> None:
+    """A cors.blocked event becomes a headline plus the browser's message, the why and the fix."""
+    view = _demo.terminal_view(colour=False)(None, "warning", _blocked_event())
+    assert view == {
+        "timestamp": "12:00:00",
+        "level": "warning",
+        "event": "BLOCKED GET /crash -> 500 (MissingAllowOriginHeader)\n"
+        "    browser: Access to fetch ... has been blocked by CORS policy\n"
+        "    why:     The app raised before any response started.\n"
+        "    fix:     Fix the RuntimeError.",
+    }
+
+
+def test_terminal_view_names_the_crash() -> None:
+    """The exception corstrace describes as a dict is shown as one "crash:" line."""
+    crash = {"type": "RuntimeError", "message": "database is down", "where": "examples/app.py:110"}
+    view = _demo.terminal_view(colour=False)(None, "warning", _blocked_event(exception=crash))
+    assert "    crash:   RuntimeError: database is down at examples/app.py:110\n" in view["event"]
+
+
+def test_terminal_view_drops_the_inspector_announcement() -> None:
+    """The middleware's "open the inspector" event is dropped: the banner has the real URL."""
+    with pytest.raises(structlog.DropEvent):
+        _demo.terminal_view(colour=False)(None, "info", {"event": "corstrace.inspector", "path": "/_corstrace/"})
+
+
+def test_terminal_view_passes_other_events_through() -> None:
+    """Events other than exchanges (cors.lint, ...) are left for ConsoleRenderer as they are."""
+    event = {"event": "cors.lint", "level": "warning", "code": "wildcard_with_credentials"}
+    assert _demo.terminal_view(colour=False)(None, "warning", dict(event)) == event
+
+
 # --- `corstrace demo` as a user runs it ----------------------------------------------------------
 
 
@@ -188,6 +242,7 @@ class DemoProcess:
     output: list[str] = field(default_factory=list)
     lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
     ended: bool = False
+    urls: dict[str, str] = field(default_factory=dict)
 
     def next_line(self) -> str | None:
         """The next line of output (stdout and stderr), or None at end of output."""
@@ -218,6 +273,15 @@ class DemoProcess:
             match = BANNER_URL.match(line.rstrip("\n"))
             if match:
                 urls[match.group(1)] = match.group(2)
+
+    def wait_for(self, text: str) -> str:
+        """Read output until a line containing ``text``; return that line."""
+        while True:
+            line = self.next_line()
+            if line is None:
+                raise AssertionError(f"corstrace demo never printed {text!r}:\n" + "".join(self.output))
+            if text in line:
+                return line
 
     def rest(self) -> str:
         """All output until the process closes it."""
@@ -262,50 +326,60 @@ def _stop(demo: DemoProcess) -> int:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A running `corstrace demo` on free ports; yields the banner's URLs."""
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProcess]:
+    """A running `corstrace demo` on free ports, its banner read (``demo.urls``)."""
     running = _spawn_demo(tmp_path_factory.mktemp("cache"), "--api-port", "0", "--frontend-port", "0")
     try:
-        yield running.banner_urls()
+        running.urls = running.banner_urls()
+        yield running
     finally:
         _stop(running)
 
 
-def test_demo_banner_prints_the_frontend_and_api_urls(demo: dict[str, str]) -> None:
+def test_demo_banner_prints_the_frontend_and_api_urls(demo: DemoProcess) -> None:
     """The banner gives the page on localhost and the API on 127.0.0.1."""
-    assert re.fullmatch(r"http://localhost:\d+/", demo["frontend"])
-    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", demo["API"])
+    assert re.fullmatch(r"http://localhost:\d+/", demo.urls["frontend"])
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", demo.urls["API"])
 
 
-def test_demo_frontend_serves_the_page(demo: dict[str, str]) -> None:
+def test_demo_frontend_serves_the_page(demo: DemoProcess) -> None:
     """The frontend URL serves the page with the buttons."""
-    response = httpx.get(demo["frontend"])
+    response = httpx.get(demo.urls["frontend"])
     assert response.status_code == 200
     assert 'data-request="simple-get"' in response.text
 
 
-def test_demo_frontend_config_points_at_the_demo_api(demo: dict[str, str]) -> None:
+def test_demo_frontend_config_points_at_the_demo_api(demo: DemoProcess) -> None:
     """The page's config.js names the API the banner printed, whatever ports were picked."""
-    body = httpx.get(demo["frontend"] + "config.js").text
-    assert f'"apiUrl": "{demo["API"].rstrip("/")}"' in body
+    body = httpx.get(demo.urls["frontend"] + "config.js").text
+    assert f'"apiUrl": "{demo.urls["API"].rstrip("/")}"' in body
 
 
-def test_demo_api_allows_the_demo_frontend(demo: dict[str, str]) -> None:
+def test_demo_api_allows_the_demo_frontend(demo: DemoProcess) -> None:
     """The API answers GET /items for the frontend's origin, with its CORS header."""
-    origin = demo["frontend"].rstrip("/")
-    response = httpx.get(demo["API"] + "items", headers={"Origin": origin})
+    origin = demo.urls["frontend"].rstrip("/")
+    response = httpx.get(demo.urls["API"] + "items", headers={"Origin": origin})
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == origin
 
 
 @pytest.mark.skipif(not (ROOT / "corstrace" / "_inspector").is_dir(), reason="the inspector is not built yet")
-def test_demo_inspector_url_answers(demo: dict[str, str]) -> None:
+def test_demo_inspector_url_answers(demo: DemoProcess) -> None:
     """The banner's inspector URL (with its token) serves the inspector page."""
-    assert "inspector" in demo, "the banner has no inspector URL"
+    assert "inspector" in demo.urls, "the banner has no inspector URL"
     # The token URL trades the token for a cookie and redirects: follow it like a browser.
     with httpx.Client(follow_redirects=True) as client:
-        response = client.get(demo["inspector"])
+        response = client.get(demo.urls["inspector"])
     assert response.status_code == 200
+
+
+def test_demo_terminal_explains_a_blocked_preflight(demo: DemoProcess) -> None:
+    """A rejected preflight shows up in the demo's terminal as a BLOCKED line with the fix."""
+    origin = demo.urls["frontend"].rstrip("/")
+    preflight = {"Origin": origin, "Access-Control-Request-Method": "PUT"}
+    assert httpx.options(demo.urls["API"] + "items/1", headers=preflight).status_code == 400
+    demo.wait_for("BLOCKED preflight OPTIONS /items/1 -> 400")
+    assert "allow_methods=" in demo.wait_for("fix:")
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
