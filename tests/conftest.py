@@ -8,9 +8,14 @@ import pytest
 from tests.support import CHROMIUM_FLAGS, chromium_path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Debian Chromium, shared by the whole session; skips when none is installed."""
+    """A headless Debian Chromium, shared by one test module; skips when none is installed.
+
+    Module scope, not session: Playwright's sync API keeps an event loop running on the main thread
+    while it is open, and the anyio tests of other modules cannot start their own loop meanwhile.
+    A module must therefore not mix browser tests with async tests.
+    """
     path = chromium_path()
     if path is None:
         pytest.skip("Chromium is not installed (apt-get install -y chromium); .ci/run installs it")
