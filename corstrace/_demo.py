@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import importlib
 import importlib.util
 import ipaddress
 import os
@@ -36,7 +35,6 @@ from corstrace.middleware import CORSTraceMiddleware
 FRONTEND_ORIGIN_ENV = "CORSTRACE_DEMO_FRONTEND_ORIGIN"
 API_URL_ENV = "CORSTRACE_DEMO_API_URL"
 INSPECTOR_URL_ENV = "CORSTRACE_DEMO_INSPECTOR_URL"
-INSPECTOR_PREFIX = "/_corstrace"
 
 # A browser tab keeps the inspector's event stream open; shutdown must not wait on it for ever.
 _GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -103,6 +101,8 @@ def bind(host: str, port: int, option: str) -> socket.socket:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise DemoError(f"cannot listen on host {host!r}: {exc.strerror}") from None
+    # IPv4 first: "localhost" must land where the printed 127.0.0.1 URLs point.
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -266,18 +266,16 @@ def find_middleware(app: Any, cls: type[Any]) -> Any | None:
 
 
 def inspector_url(api_app: Any, host: str, port: int) -> str | None:
-    """The inspector's URL with its token: asked of the running middleware, else built from the token."""
+    """The inspector's URL with its token, asked of the API's running CORSTraceMiddleware.
+
+    None when the inspector is off (``CORSTRACE_INSPECTOR=0``). Called once uvicorn has run the
+    lifespan startup, which builds the middleware stack.
+    """
     tracer = find_middleware(api_app, CORSTraceMiddleware)
-    if tracer is not None:
-        url: str | None = tracer.inspector_url(host, port)
-        return url
-    try:
-        # Imported by name: the inspector is optional at this layer.
-        token_module = importlib.import_module("corstrace._inspector.token")
-    except ImportError:
+    if tracer is None:
         return None
-    token: str = token_module.load_token()
-    return f"http://{host}:{port}{INSPECTOR_PREFIX}/?token={token}"
+    url: str | None = tracer.inspector_url(host.strip("[]"), port)  # it brackets IPv6 itself
+    return url
 
 
 @dataclass(frozen=True)
@@ -293,7 +291,7 @@ def banner(urls: _Urls, examples: Path, *, colour: bool) -> str:
     def url(text: str) -> str:
         return _term.paint(text, "bold", "cyan", enabled=colour)
 
-    inspector = url(urls.inspector) if urls.inspector else "(not available in this installation)"
+    inspector = url(urls.inspector) if urls.inspector else "(off: unset CORSTRACE_INSPECTOR to turn it on)"
     return "\n".join(
         [
             "",

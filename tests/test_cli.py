@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import sysconfig
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import corstrace
+from corstrace import _term
 from corstrace.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,3 +75,35 @@ def test_help_lists_the_demo_command(capsys: pytest.CaptureFixture[str]) -> None
     """`corstrace --help` exits 0 and lists `demo`."""
     assert main(["--help"]) == 0
     assert "demo" in capsys.readouterr().out
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_is_used_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TTY without NO_COLOR gets ANSI colour."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert _term.wants_colour(_Tty()) is True
+
+
+def test_no_color_turns_colour_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR (https://no-color.org) turns colour off even on a TTY."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert _term.wants_colour(_Tty()) is False
+
+
+def test_pipes_get_plain_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output that is not a TTY (a pipe, a file) gets no colour."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert _term.wants_colour(io.StringIO()) is False
+
+
+def test_paint_wraps_text_only_when_enabled() -> None:
+    """paint() adds ANSI codes when enabled and returns the text untouched otherwise."""
+    assert (_term.paint("x", "bold", "red", enabled=True), _term.paint("x", "red", enabled=False)) == (
+        "\x1b[1;31mx\x1b[0m",
+        "x",
+    )

@@ -290,8 +290,8 @@ class DemoProcess:
         return "".join(self.output)
 
 
-def _spawn_demo(cache: Path, *args: str) -> DemoProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "XDG_CACHE_HOME": str(cache)}
+def _spawn_demo(cache: Path, *args: str, **environ: str) -> DemoProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "XDG_CACHE_HOME": str(cache), **environ}
     process = subprocess.Popen(
         [sys.executable, "-m", "corstrace", "demo", *args],
         cwd=ROOT,
@@ -390,6 +390,16 @@ def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert _stop(running) == 0
     assert "corstrace demo: stopped." in running.rest()
     assert "Traceback" not in running.rest()
+
+
+def test_demo_banner_says_when_the_inspector_is_off(tmp_path: Path) -> None:
+    """With CORSTRACE_INSPECTOR=0 the banner says the inspector is off instead of printing a URL."""
+    running = _spawn_demo(tmp_path, "--api-port", "0", "--frontend-port", "0", CORSTRACE_INSPECTOR="0")
+    try:
+        line = running.wait_for("  inspector  ")
+    finally:
+        _stop(running)
+    assert line == "  inspector  (off: unset CORSTRACE_INSPECTOR to turn it on)\n"
 
 
 def test_demo_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
