@@ -187,13 +187,6 @@ _EXCHANGE_EVENTS = frozenset({"cors.blocked", "cors.allowed"})
 _DETAILS = (("browser_message", "browser"), ("explanation", "why"), ("fix", "fix"))
 
 
-def _describe_crash(value: Any) -> str:
-    if isinstance(value, dict):
-        where = f" at {value['where']}" if value.get("where") else ""
-        return f"{value.get('type', 'Exception')}: {value.get('message', '')}{where}"
-    return str(value)
-
-
 def terminal_view(colour: bool) -> Processor:
     """A structlog processor that turns corstrace's exchange events into a few readable lines.
 
@@ -206,9 +199,6 @@ def terminal_view(colour: bool) -> Processor:
         event = event_dict.get("event")
         if event == "corstrace.inspector":
             raise structlog.DropEvent
-        # ConsoleRenderer prints `exception` as a pre-formatted traceback string; anything else breaks it.
-        if event_dict.get("exception") is not None and not isinstance(event_dict["exception"], str):
-            event_dict["exception"] = _describe_crash(event_dict["exception"])
         if event not in _EXCHANGE_EVENTS or "verdict" not in event_dict:
             return event_dict
         blocked = event_dict.get("verdict") == "blocked"
@@ -225,8 +215,9 @@ def terminal_view(colour: bool) -> Processor:
             # The server cannot see `credentials: 'include'` when no cookie exists yet (the demo's /session).
             headline += f"; blocked if sent with credentials ({credentialed.get('reason')})"
         lines = [headline]
-        if event_dict.get("exception"):
-            lines.append(f"    crash:   {event_dict['exception']}")
+        if event_dict.get("exception_type"):
+            where = f" at {event_dict['exception_where']}" if event_dict.get("exception_where") else ""
+            lines.append(f"    crash:   {event_dict['exception_type']}: {event_dict.get('exception_message')}{where}")
         for key, label in _DETAILS:
             if blocked and event_dict.get(key):
                 lines.append(f"    {label + ':':<8} {event_dict[key]}")

@@ -430,6 +430,18 @@ class CORSTraceMiddleware:
             fields["if_credentialed"] = {**fields["if_credentialed"], "fix": _config.credentials_fix(settings)}
 
     def _publish_and_log(self, fields: dict[str, Any], now: float) -> None:
+        self._publish(fields, now)
+        crash = fields["exception"]
+        if crash is not None:
+            # structlog's renderers treat `exception` as traceback text (ConsoleRenderer prints it as a
+            # block, JSON gets a string); the parts stay greppable as separate keys.
+            fields = {
+                **fields,
+                "exception": crash["traceback"],
+                "exception_type": crash["type"],
+                "exception_message": crash["message"],
+                "exception_where": crash["where"],
+            }
         if fields["verdict"] == "blocked":
             admission = self._aggregator.admit(
                 fields["origin"], fields["method"], fields["path"], fields["reason"] or "", now
@@ -442,7 +454,6 @@ class CORSTraceMiddleware:
                 _events.emit("cors.blocked", "warning", fields)
         else:
             _events.emit("cors.allowed", "debug", fields)
-        self._publish(fields, now)
 
     def _publish(self, fields: dict[str, Any], now: float) -> None:
         if self._hub is not None:

@@ -215,9 +215,14 @@ def test_terminal_view_shortens_a_blocked_exchange() -> None:
 
 
 def test_terminal_view_names_the_crash() -> None:
-    """The exception corstrace describes as a dict is shown as one "crash:" line."""
-    crash = {"type": "RuntimeError", "message": "database is down", "where": "examples/app.py:110"}
-    view = _demo.terminal_view(colour=False)(None, "warning", _blocked_event(exception=crash))
+    """The exception's type, message and file:line are shown as one "crash:" line."""
+    crash = {
+        "exception": "Traceback ...\nRuntimeError: database is down",
+        "exception_type": "RuntimeError",
+        "exception_message": "database is down",
+        "exception_where": "examples/app.py:110",
+    }
+    view = _demo.terminal_view(colour=False)(None, "warning", _blocked_event(**crash))
     assert "    crash:   RuntimeError: database is down at examples/app.py:110\n" in view["event"]
 
 

@@ -148,9 +148,10 @@ def test_exception_before_response_names_the_crash(logs: list[dict[str, Any]]) -
     (event,) = _legs(logs)
     assert event["reason"] == "MissingAllowOriginHeader"
     assert event["status"] == 500 and event["layer"] == "ServerErrorMiddleware"
-    assert event["exception"]["type"] == "RuntimeError"
-    assert event["exception"]["message"] == "database is down"
-    assert event["exception"]["where"].endswith("test_middleware.py:" + str(_fail.__code__.co_firstlineno + 1))
+    assert event["exception_type"] == "RuntimeError"
+    assert event["exception_message"] == "database is down"
+    assert event["exception_where"].endswith("test_middleware.py:" + str(_fail.__code__.co_firstlineno + 1))
+    assert event["exception"].endswith("RuntimeError: database is down")
     assert "RuntimeError('database is down')" in event["explanation"]
 
 
@@ -205,6 +206,15 @@ def test_cookie_proves_credentials_and_missing_acac_blocks(logs: list[dict[str, 
     assert event["fix"] == (
         'app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"], allow_credentials=True)'
     )
+
+
+def test_crash_event_renders_with_structlogs_console_renderer(capsys: Any) -> None:
+    """The `exception` key is traceback text, so the default ConsoleRenderer prints the crash event."""
+    structlog.reset_defaults()
+    TestClient(make_app(), raise_server_exceptions=False).get("/crash", headers={"Origin": FRONTEND})
+    out = capsys.readouterr().out
+    assert "cors.blocked" in out and "RuntimeError: database is down" in out
+    assert "corstrace.internal_error" not in out
 
 
 def test_secrets_never_reach_an_event(logs: list[dict[str, Any]]) -> None:

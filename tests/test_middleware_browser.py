@@ -111,8 +111,8 @@ def test_crash_event_names_the_exception_behind_the_cors_error(servers: tuple[st
         page.evaluate(f"() => fetch({json.dumps(api + '/crash')}).catch(() => null)")
     (event,) = [e for e in logs if e["event"] == "cors.blocked"]
     assert event["reason"] == "MissingAllowOriginHeader"
-    assert event["exception"]["type"] == "RuntimeError"
-    assert event["exception"]["where"].startswith("tests/test_middleware_browser.py:")
+    assert event["exception_type"] == "RuntimeError"
+    assert event["exception_where"].startswith("tests/test_middleware_browser.py:")
 
 
 def test_preflight_event_explains_what_starlette_refused(servers: tuple[str, str], page: Any) -> None:
