@@ -1,7 +1,7 @@
 // corstrace inspector: a live list of cross-origin exchanges streamed over the inspector's WebSocket.
 // Protocol (server → page): hello, reset, lint, events, synced, dropped, stats — see corstrace/_inspector/server.py.
 
-import { copyButton, download, formatTime, h } from "./dom.js";
+import { copyButton, download, formatTime, h, prose } from "./dom.js";
 import { legVerdict, maxAgeOf, Store } from "./model.js";
 import { buildHar, curlActual, curlPreflight, fetchSnippet, isRedacted } from "./snippets.js";
 
@@ -321,7 +321,7 @@ function detailContent(group) {
       out.push(h("details", { class: "d-firefox" }, h("summary", null, "Firefox says"), h("pre", { class: "plain" }, String(decider.firefox_message))));
     }
   }
-  if (decider.explanation) out.push(section("Why", h("p", { class: "explanation" }, String(decider.explanation))));
+  if (decider.explanation) out.push(section("Why", h("p", { class: "explanation" }, prose(decider.explanation))));
   if (decider.fix) out.push(section("Fix", codeBlock(String(decider.fix), "Copy fix", "fix")));
 
   const ifCred = decider.if_credentialed;
@@ -338,11 +338,11 @@ function detailContent(group) {
 
   const warnings = [preflight, actual].filter(Boolean).flatMap((leg) => (Array.isArray(leg.warnings) ? leg.warnings : []));
   if (warnings.length) {
-    out.push(section("Warnings", h("ul", { class: "warnings" }, warnings.map((w) => h("li", null, h("code", null, String(w.code || "warning")), " ", String(w.message || ""))))));
+    out.push(section("Warnings", h("ul", { class: "warnings" }, warnings.map((w) => h("li", null, h("code", null, String(w.code || "warning")), " ", prose(w.message))))));
   }
 
   const notes = exchange.notes.filter((note) => note.message);
-  if (notes.length) out.push(section("Notes", h("ul", { class: "notes" }, notes.map((note) => h("li", null, String(note.message))))));
+  if (notes.length) out.push(section("Notes", h("ul", { class: "notes" }, notes.map((note) => h("li", null, prose(note.message))))));
 
   for (const leg of [preflight, ...exchange.actuals]) {
     if (leg && leg.exception && typeof leg.exception === "object") {
@@ -455,7 +455,7 @@ function renderLint() {
   const items = state.lint.map((finding) => {
     const f = finding && typeof finding === "object" ? finding : { message: String(finding) };
     const level = String(f.level || f.severity || "warning");
-    return h("li", { class: `lint-${level}` }, f.code ? h("code", null, String(f.code)) : null, " ", String(f.message || ""), f.fix ? h("span", { class: "lint-fix" }, " Fix: ", h("code", null, String(f.fix))) : null);
+    return h("li", { class: `lint-${level}` }, f.code ? h("code", null, String(f.code)) : null, " ", prose(f.message), f.fix ? h("span", { class: "lint-fix" }, " Fix: ", h("code", null, String(f.fix))) : null);
   });
   banner.replaceChildren(
     h("div", { class: "banner-body" }, h("strong", null, `Configuration check: ${state.lint.length} finding${state.lint.length === 1 ? "" : "s"}`), h("ul", null, items)),

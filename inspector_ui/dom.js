@@ -85,3 +85,9 @@ export function download(filename, text, type) {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
+
+// Prose from the engine marks code with `backticks`: show those spans as <code>, still as text nodes only.
+export function prose(text) {
+  const parts = String(text ?? "").split("`");
+  return parts.map((part, index) => (index % 2 === 1 ? h("code", null, part) : document.createTextNode(part)));
+}
