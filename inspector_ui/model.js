@@ -159,10 +159,20 @@ export function maxAgeOf(preflight) {
   return CHROMIUM_DEFAULT_MAX_AGE;
 }
 
+// The server cannot see `credentials: 'include'`. An allowed leg that the browser would block if the
+// page sent credentials stays "allowed" (most pages don't), but its reason column says so.
+function blockedIfCredentialed(leg) {
+  return Boolean(leg && leg.if_credentialed && leg.if_credentialed.verdict === "blocked");
+}
+
+function hasWarning(leg) {
+  return Array.isArray(leg.warnings) && leg.warnings.length > 0;
+}
+
 export function legVerdict(leg) {
   if (!leg) return null;
   if (leg.verdict === "blocked") return "blocked";
-  if (Array.isArray(leg.warnings) && leg.warnings.length) return "warning";
+  if (hasWarning(leg)) return "warning";
   return leg.verdict === "allowed" ? "allowed" : String(leg.verdict || "allowed");
 }
 
@@ -176,11 +186,14 @@ function summarize(exchange) {
   const blockedLeg = legs.find((leg) => leg.verdict === "blocked");
   let verdict = "allowed";
   if (blockedLeg) verdict = "blocked";
-  else if (legs.some((leg) => Array.isArray(leg.warnings) && leg.warnings.length)) verdict = "warning";
-  const warningLeg = legs.find((leg) => Array.isArray(leg.warnings) && leg.warnings.length);
+  else if (legs.some(hasWarning)) verdict = "warning";
+  const warningLeg = legs.find(hasWarning);
   let reason = "";
   if (blockedLeg) reason = String(blockedLeg.reason || "blocked");
   else if (warningLeg) reason = String(warningLeg.warnings[0].code || "warning");
+  else if (legs.some(blockedIfCredentialed)) {
+    reason = `if credentialed: ${legs.find(blockedIfCredentialed).if_credentialed.reason}`;
+  }
   else if (orphan && !actual) reason = "PreflightWithoutRequest";
   const method = String((actual ? actual.method : preflight.requested_method || preflight.method) || "").toUpperCase();
   const origin = String(primary.origin ?? "");
