@@ -1,0 +1,96 @@
+"""In-process cost per request: every variant called directly as an ASGI app, interleaved round by round.
+
+Each round times ``n`` sequential requests of one kind through every variant (in a rotating order, so no
+variant always runs first or last), and the result per variant is the median over rounds of
+(variant - bare) and variant / bare *within the same round*: slow drift of the machine cancels out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from starlette.types import ASGIApp, Scope
+
+from bench.apps import KINDS, VARIANTS, InspectorClient, build, call, configure_production_logging, http_scope
+
+# The event loop gets a turn every YIELD_EVERY requests (in every variant alike), so the inspector's sender task
+# streams to its client during the measurement, as it would under a server.
+YIELD_EVERY = 20
+
+
+@dataclass
+class KindResult:
+    kind: str
+    # variant -> per-round mean µs per request
+    per_round: dict[str, list[float]] = field(default_factory=dict)
+
+    def median_us(self, variant: str) -> float:
+        return statistics.median(self.per_round[variant])
+
+    def added_us(self, variant: str) -> float:
+        return statistics.median(v - b for v, b in zip(self.per_round[variant], self.per_round["bare"], strict=True))
+
+    def ratio(self, variant: str) -> float:
+        return statistics.median(v / b for v, b in zip(self.per_round[variant], self.per_round["bare"], strict=True))
+
+
+@dataclass
+class InProcessResult:
+    rounds: int
+    requests_per_round: int
+    variants: tuple[str, ...]
+    kinds: dict[str, KindResult]
+    inspector_events_streamed: int = 0
+    stalled_client_frames: int = 0
+
+
+async def _time(app: ASGIApp, scope: Scope, n: int) -> float:
+    """Mean µs per request over ``n`` requests."""
+    sleep = asyncio.sleep
+    started = time.perf_counter()
+    for i in range(n):
+        await call(app, scope)
+        if i % YIELD_EVERY == 0:
+            await sleep(0)
+    return (time.perf_counter() - started) / n * 1e6
+
+
+async def measure(
+    rounds: int = 15, n: int = 1000, variants: tuple[str, ...] = VARIANTS, kinds: tuple[str, ...] = KINDS
+) -> InProcessResult:
+    configure_production_logging()
+    apps = {variant: build(variant) for variant in variants}
+    clients = []
+    for variant in variants:
+        if variant in ("inspector", "stalled"):
+            client = InspectorClient(apps[variant], stall=variant == "stalled")
+            await client.start()
+            clients.append((variant, client))
+    results = {kind: KindResult(kind, {v: [] for v in variants}) for kind in kinds}
+    scopes = {kind: http_scope(kind) for kind in kinds}
+    try:
+        # Warm-up: builds middleware stacks, runs corstrace's one-time startup lint, fills caches.
+        for kind in kinds:
+            for variant in variants:
+                await _time(apps[variant], scopes[kind], max(10, n // 10))
+        for r in range(rounds):
+            for kind in kinds:
+                order = variants[r % len(variants) :] + variants[: r % len(variants)]
+                for variant in order:
+                    results[kind].per_round[variant].append(await _time(apps[variant], scopes[kind], n))
+    finally:
+        streamed = stalled_frames = 0
+        for variant, client in clients:
+            if variant == "inspector":
+                streamed = client.events
+            else:
+                stalled_frames = client.frames
+            await client.stop()
+    return InProcessResult(rounds, n, variants, results, streamed, stalled_frames)
+
+
+def run(rounds: int = 15, n: int = 1000, kinds: tuple[str, ...] = KINDS) -> InProcessResult:
+    return asyncio.run(measure(rounds, n, kinds=kinds))

@@ -1,0 +1,52 @@
+"""The benchmark suite runs (tiny counts, no timing assertions: a benchmark is not a test)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bench import engine_only, inprocess, memory, network, run
+
+
+def test_inprocess_table_and_targets_render() -> None:
+    result = inprocess.run(rounds=1, n=5)
+    assert set(result.kinds) == set(inprocess.KINDS)
+    assert "| request |" in run.format_inprocess(result)
+    assert len(run.targets(result)) == 6
+    assert run.format_targets(run.targets(result)).startswith("| target |")
+
+
+def test_memory_and_slow_consumer_run() -> None:
+    flood = memory.flood(200, 2)
+    assert flood.stores["inspector ring"] == 200
+    assert "RSS" in run.format_memory(flood, "flood")
+    stalled = memory.slow_consumer(400, 2)
+    # The client stopped reading: its queue is capped and the rest was dropped, not buffered.
+    assert stalled.stores["client 0 queue"] <= 256
+    assert stalled.stores["records dropped for slow clients"] > 0
+
+
+def test_engine_only_runs() -> None:
+    result = engine_only.run(n=5, repeats=1)
+    assert set(result.per_second) == set(engine_only.CASES)
+    assert "evaluations/s" in run.format_engine(result)
+
+
+def test_wrk_output_is_parsed() -> None:
+    sample = """Running 1s test @ http://127.0.0.1:1/items/42
+  Latency Distribution
+     50%    6.72ms
+     75%    8.00ms
+     90%   10.00ms
+     99%  850.00us
+Requests/sec:   2048.12
+"""
+    assert network.parse_wrk(sample) == (2048.12, 6.72, 0.85)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install -y wrk)")
+def test_network_section_runs() -> None:
+    result = network.run(rounds=1, seconds=1, connections=2)
+    assert result.skipped is None
+    assert "requests/s" in run.format_network(result)
