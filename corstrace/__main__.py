@@ -3,9 +3,10 @@
 Subcommands:
 
 - ``demo``: the example API, the example frontend and the inspector, in one process.
+- ``check``: send what Chromium sends for one cross-origin request to any server, and judge it.
+- ``explain``: explain every cross-origin request in a HAR file exported from DevTools.
 
-``check`` and ``explain`` arrive with a later issue; each gets a ``_add_<name>_command`` next to
-``_add_demo_command`` and a ``run`` function of its own module, dispatched the same way.
+Exit codes: 0 allowed, 1 blocked (``check``/``explain``), 2 usage, network or file errors.
 """
 
 from __future__ import annotations
@@ -55,6 +56,50 @@ def _add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     demo.set_defaults(handler=_run_demo)
 
 
+def _run_check(args: argparse.Namespace) -> int:
+    from corstrace._check import run
+
+    return run(args)
+
+
+def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from corstrace._check import add_arguments
+
+    check = commands.add_parser(
+        "check",
+        help="send a browser's cross-origin request to a server and say whether the browser allows it",
+        description=(
+            "Send what Chromium sends for fetch(URL) from a page at ORIGIN: the preflight when one is needed, "
+            "then the actual request, following redirects hop by hop. Prints the verdict, the browser's console "
+            "message, why, and the fix. Exit code: 0 allowed, 1 blocked, 2 usage or network error."
+        ),
+    )
+    add_arguments(check)
+    check.set_defaults(handler=_run_check)
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from corstrace._har import run
+
+    return run(args)
+
+
+def _add_explain_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from corstrace._har import add_arguments
+
+    explain = commands.add_parser(
+        "explain",
+        help="explain every cross-origin request in a HAR file exported from DevTools",
+        description=(
+            "Read a HAR exported from Chrome or Firefox DevTools (Network panel, 'Save all as HAR') and explain "
+            "every cross-origin request in it: allowed or blocked, why, and what to change on the server. "
+            "Exit code: 0 nothing blocked, 1 something blocked, 2 unreadable file."
+        ),
+    )
+    add_arguments(explain)
+    explain.set_defaults(handler=_run_explain)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``corstrace`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -64,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"corstrace {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
     _add_demo_command(commands)
-    # Later: _add_check_command(commands) and _add_explain_command(commands).
+    _add_check_command(commands)
+    _add_explain_command(commands)
     return parser
 
 

@@ -1,0 +1,488 @@
+"""``corstrace check``: send what Chromium sends for one cross-origin request, and judge every leg.
+
+The exchange logic (:func:`run_exchange`) is shared with :mod:`corstrace.testing`: it talks to the
+server only through a ``send`` function, so the CLI drives a real :class:`httpx.Client` over the
+network while the test helpers drive an in-process ASGI app or a test client, with the same rules:
+
+- the preflight is sent when the engine's ``needs_preflight`` says so, with the
+  ``Access-Control-Request-Method``/``-Headers`` Chromium computes, and without cookies;
+- a blocked leg ends the exchange (the browser never sends what would follow);
+- redirects are followed by hand, up to 20, each hop judged with ``redirected_from`` set, with
+  ``Origin: null`` once a hop taints the origin, and a new preflight where the hop needs one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import socket
+import ssl
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, TextIO
+from urllib.parse import urljoin, urlsplit
+
+from corstrace import __version__
+from corstrace._messages import chromium_message
+from corstrace.engine import (
+    Outcome,
+    Request,
+    Response,
+    Verdict,
+    cors_unsafe_request_header_names,
+    evaluate,
+    needs_preflight,
+    serialize_origin,
+)
+
+Headers = tuple[tuple[str, str], ...]
+LegKind = Literal["preflight", "actual"]
+
+# Fetch: "If request's redirect count is 20, return a network error."
+MAX_REDIRECTS = 20
+DEFAULT_TIMEOUT = 10.0
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Fetch "normalize a method": only these are upper-cased; `patch` stays `patch` (and fails case-sensitive ACAM).
+_NORMALIZED_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"})
+# Dropped when a redirect turns the request into a GET (Fetch "request-body-header name").
+_BODY_HEADERS = frozenset({"content-encoding", "content-language", "content-location", "content-type"})
+# Headers a page cannot set and `check` computes itself; accepting them from --header would fake the exchange.
+_COMPUTED_HEADERS = frozenset({"origin", "access-control-request-method", "access-control-request-headers"})
+_TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+class CheckError(Exception):
+    """Not a CORS verdict: the server could not be reached, or the browser would fail for another reason."""
+
+
+class Answer(NamedTuple):
+    """What the server answered one leg, and the headers that actually went on the wire."""
+
+    status: int
+    headers: Headers
+    sent_headers: Headers
+
+
+# send(method, url, headers, with_cookies) -> Answer. `with_cookies` is False for preflights and
+# non-credentialed requests: the browser sends no cookies then, whatever the client's jar holds.
+Send = Callable[[str, str, Headers, bool], Answer]
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One request the browser sent, what came back, and the engine's verdict on it."""
+
+    kind: LegKind
+    hop: int  # 0 for the URL the page asked for, n after the n-th redirect
+    verdict: Verdict
+    status: int | None  # None when the status is unknown (a HAR entry the browser blocked)
+    request_headers: Headers
+    response_headers: Headers
+    redirected_from: str | None = None
+    location: str | None = None  # the absolute URL a followed redirect pointed to
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """Everything the browser did for one ``fetch()``: the legs in order, and notes on what changed."""
+
+    url: str
+    origin: str
+    method: str
+    credentials: bool
+    legs: tuple[Leg, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def deciding(self) -> Leg:
+        """The leg that decided: the first blocked one, else the last one."""
+        for leg in self.legs:
+            if leg.verdict.verdict == "blocked":
+                return leg
+        return self.legs[-1]
+
+    @property
+    def allowed(self) -> bool:
+        return all(leg.verdict.verdict == "allowed" for leg in self.legs)
+
+
+def normalize_method(method: str) -> str:
+    """Fetch's method normalization: the six standard methods are upper-cased, every other one is kept as is."""
+    return method.upper() if method.upper() in _NORMALIZED_METHODS else method
+
+
+def _with_credentialed_outcome(verdict: Verdict, request: Request, response: Response) -> Verdict:
+    """Attach what ``credentials: 'include'`` would change, so the report can say it when it matters."""
+    if verdict.credentials != "omit" or verdict.origin is None:
+        return verdict
+    other = evaluate(dataclasses.replace(request, credentials="include"), response)
+    if other.reason == verdict.reason:
+        return verdict
+    outcome = Outcome(other.verdict, other.reason, other.browser_message, other.firefox_message, other.fix)
+    return dataclasses.replace(verdict, if_credentialed=outcome)
+
+
+def _judge(request: Request, answer: Answer) -> Verdict:
+    response = Response(answer.status, answer.headers)
+    judged = dataclasses.replace(request, headers=answer.sent_headers or request.headers)
+    return _with_credentialed_outcome(evaluate(judged, response), judged, response)
+
+
+def _as_page_sees_it(verdict: Verdict, page_origin: str, redirected_from: str | None) -> Verdict:
+    """After a tainting redirect the wire says ``Origin: null``, but Chromium's console names the page's origin."""
+    if verdict.origin == page_origin or verdict.reason is None:
+        return verdict
+    message = chromium_message(
+        verdict.reason,
+        url=verdict.url,
+        origin=page_origin,
+        hint=verdict.failed_parameter,
+        initiator="fetch",
+        redirected_from=redirected_from,
+    )
+    return dataclasses.replace(verdict, browser_message=message)
+
+
+def _sec_fetch(origin: str, url: str) -> Headers:
+    # Chromium's Fetch Metadata. "same-site" is approximated as "same scheme and host" (no public suffix list).
+    page, target = urlsplit(origin), urlsplit(url)
+    if origin == serialize_origin(url):
+        site = "same-origin"
+    elif origin != "null" and (page.scheme, page.hostname) == (target.scheme, target.hostname):
+        site = "same-site"
+    else:
+        site = "cross-site"
+    return (("Sec-Fetch-Site", site), ("Sec-Fetch-Mode", "cors"), ("Sec-Fetch-Dest", "empty"))
+
+
+def preflight_headers(origin: str, url: str, method: str, headers: Headers) -> Headers:
+    """The preflight Chromium sends before ``fetch(url, {method, headers})`` from ``origin``."""
+    names = cors_unsafe_request_header_names(headers)
+    built: list[tuple[str, str]] = [("Accept", "*/*"), ("Origin", origin), ("Access-Control-Request-Method", method)]
+    if names:
+        built.append(("Access-Control-Request-Headers", ",".join(names)))
+    return (*built, *_sec_fetch(origin, url))
+
+
+def actual_headers(origin: str, url: str, headers: Headers) -> Headers:
+    """The actual request's headers: the page's own, ``Origin``, and the defaults Chromium adds."""
+    names = {name.lower() for name, _ in headers}
+    defaults: list[tuple[str, str]] = [] if "accept" in names else [("Accept", "*/*")]
+    return (*defaults, *headers, ("Origin", origin), *_sec_fetch(origin, url))
+
+
+def run_exchange(
+    send: Send,
+    url: str,
+    *,
+    origin: str,
+    method: str = "GET",
+    headers: Headers = (),
+    credentials: bool = False,
+    max_redirects: int = MAX_REDIRECTS,
+) -> Exchange:
+    """Play one cross-origin ``fetch()`` against a server through ``send`` and judge each leg.
+
+    Raises :class:`CheckError` for what is not a CORS verdict (too many redirects, a redirect to a
+    non-HTTP URL); ``send`` raises it for network errors.
+    """
+    mode: Literal["include", "omit"] = "include" if credentials else "omit"
+    legs: list[Leg] = []
+    notes: list[str] = []
+    current_url, current_method, current_headers = url, normalize_method(method), tuple(headers)
+    tainted = False
+    for hop in range(max_redirects + 1):
+        sent_origin = "null" if tainted else origin
+        redirected_from = url if hop else None
+        cross_origin = sent_origin != serialize_origin(current_url)
+        if cross_origin and needs_preflight(current_method, current_headers):
+            request_headers = preflight_headers(sent_origin, current_url, current_method, current_headers)
+            answer = send("OPTIONS", current_url, request_headers, False)
+            request = Request(
+                "OPTIONS",
+                current_url,
+                request_headers,
+                preflight=True,
+                credentials=mode,
+                redirected_from=redirected_from,
+            )
+            verdict = _as_page_sees_it(_judge(request, answer), origin, redirected_from)
+            legs.append(
+                Leg("preflight", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from)
+            )
+            if verdict.verdict == "blocked":
+                break
+        request_headers = actual_headers(sent_origin, current_url, current_headers)
+        answer = send(current_method, current_url, request_headers, credentials)
+        request = Request(
+            current_method, current_url, request_headers, credentials=mode, redirected_from=redirected_from
+        )
+        verdict = _as_page_sees_it(_judge(request, answer), origin, redirected_from)
+        raw_location = _location(answer) if answer.status in _REDIRECT_STATUSES else None
+        location = resolve_location(current_url, raw_location) if raw_location is not None else None
+        follow = location if verdict.verdict == "allowed" else None
+        legs.append(
+            Leg("actual", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from, follow)
+        )
+        if follow is None:
+            break
+        if hop == max_redirects:
+            raise CheckError(
+                f"more than {max_redirects} redirects from {url}; the browser gives up (net::ERR_TOO_MANY_REDIRECTS)"
+            )
+        if urlsplit(follow).scheme not in ("http", "https"):
+            raise CheckError(
+                f"{current_url} redirects to {follow!r}, not an http(s) URL; the browser fails the request"
+            )
+        current_method, current_headers = _redirected(answer.status, current_method, current_headers)
+        if serialize_origin(follow) != serialize_origin(current_url):
+            if not tainted and origin != serialize_origin(current_url):
+                # Fetch "HTTP-redirect fetch": a cross-origin hop from a URL already cross-origin to the page.
+                tainted = True
+                notes.append(f"After the cross-origin redirect to {follow} the browser sends `Origin: null`.")
+            current_headers = _drop_on_cross_origin_hop(current_headers, current_url, follow, notes)
+        current_url = follow
+    return Exchange(url, origin, normalize_method(method), credentials, tuple(legs), tuple(notes))
+
+
+def _location(answer: Answer) -> str | None:
+    for name, value in answer.headers:
+        if name.lower() == "location":
+            return value  # resolved by the caller against the request URL
+    return None
+
+
+def _redirected(status: int, method: str, headers: Headers) -> tuple[str, Headers]:
+    """Fetch's method change on 301/302 (POST) and 303 (anything but GET/HEAD)."""
+    if (status in (301, 302) and method == "POST") or (status == 303 and method not in ("GET", "HEAD")):
+        return "GET", tuple((name, value) for name, value in headers if name.lower() not in _BODY_HEADERS)
+    return method, headers
+
+
+def _drop_on_cross_origin_hop(headers: Headers, from_url: str, to_url: str, notes: list[str]) -> Headers:
+    kept: list[tuple[str, str]] = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "authorization":
+            # Fetch removes the CORS non-wildcard request-header name on a cross-origin redirect.
+            notes.append(f"The browser drops `Authorization` on the cross-origin redirect to {to_url}.")
+            continue
+        if lowered == "cookie" and urlsplit(from_url).hostname != urlsplit(to_url).hostname:
+            # Cookies belong to a host: the ones given for the first host are not the next host's.
+            notes.append(f"The cookies given for {urlsplit(from_url).hostname} are not sent to {to_url}.")
+            continue
+        kept.append((name, value))
+    return tuple(kept)
+
+
+def resolve_location(base: str, location: str) -> str:
+    """``location`` resolved against ``base`` the way the browser does it (path-relative Locations are common)."""
+    try:
+        return urljoin(base, location.strip())
+    except ValueError:
+        return location
+
+
+# --- argument parsing ------------------------------------------------------------------------
+
+
+def parse_url(text: str) -> str:
+    """An argparse type: an absolute http(s) URL."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}")
+    return text
+
+
+def parse_origin(text: str) -> str:
+    """An argparse type: a serialized origin (``scheme://host[:port]``, or ``null``), exactly as a browser sends it."""
+    if text == "null":
+        return text
+    serialized = serialize_origin(text)
+    if serialized == text and urlsplit(text).scheme in ("http", "https"):
+        return text
+    hint = f"; did you mean {serialized!r}?" if serialized != "null" else ""
+    raise argparse.ArgumentTypeError(
+        f"not an origin: {text!r} (an origin is scheme://host[:port] with no path, no trailing slash "
+        f"and no default port, as the browser sends it){hint}"
+    )
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """An argparse type: ``Name: value``."""
+    name, colon, value = text.partition(":")
+    name = name.strip()
+    if not colon or not name or name.strip(_TOKEN_CHARS):
+        raise argparse.ArgumentTypeError(f"not a header (expected 'Name: value'): {text!r}")
+    if name.lower() in _COMPUTED_HEADERS:
+        raise argparse.ArgumentTypeError(
+            f"{name} is computed by corstrace as the browser computes it; use --origin/--method instead"
+        )
+    value = value.strip(" \t")
+    if any(char in value for char in "\r\n\0"):
+        raise argparse.ArgumentTypeError(f"a header value cannot contain CR, LF or NUL: {text!r}")
+    return name, value
+
+
+def parse_method(text: str) -> str:
+    """An argparse type: an HTTP method (a token), normalized as Fetch does."""
+    if not text or text.strip(_TOKEN_CHARS):
+        raise argparse.ArgumentTypeError(f"not an HTTP method: {text!r}")
+    return normalize_method(text)
+
+
+def parse_timeout(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"the timeout must be a positive number of seconds: {text!r}")
+    return seconds
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``check`` subcommand's arguments."""
+    parser.add_argument("url", type=parse_url, metavar="URL", help="the URL the page fetches")
+    parser.add_argument(
+        "--origin", type=parse_origin, required=True, help="the page's origin, e.g. http://localhost:3000"
+    )
+    parser.add_argument(
+        "--method", "-X", type=parse_method, default="GET", help="the fetch() method (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--header",
+        "-H",
+        type=parse_header,
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header the page sets (repeatable)",
+    )
+    parser.add_argument(
+        "--credentials",
+        action="store_true",
+        help="the page uses credentials: 'include' (withCredentials); a Cookie header implies it",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=parse_timeout,
+        default=DEFAULT_TIMEOUT,
+        help="seconds to wait for each answer (default: %(default)g)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object (the log events' field names)")
+
+
+# --- the network side ------------------------------------------------------------------------
+
+
+def client_sender(client: Any, *, keep_jar: bool) -> Send:
+    """A ``send`` over an httpx-like client (``httpx.Client``, ``starlette.testclient.TestClient``).
+
+    ``keep_jar``: credentialed legs also send the client's stored cookies (a test client that
+    logged in holds the page's session); the CLI starts from an empty jar and keeps it empty.
+    """
+
+    def send(method: str, url: str, headers: Headers, with_cookies: bool) -> Answer:
+        request = client.build_request(method, url, headers=list(headers))
+        if not with_cookies:
+            request.headers.pop("cookie", None)
+        response = client.send(request, follow_redirects=False)
+        if not keep_jar:
+            client.cookies.clear()
+        return Answer(
+            response.status_code,
+            tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers.raw),
+            tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw),
+        )
+
+    return send
+
+
+def _network_reason(exc: BaseException) -> str:
+    """A short human reason for a transport error, from the OS error underneath when there is one."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return "the host name does not resolve"
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"TLS certificate rejected ({seen.verify_message})"
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS error ({seen.reason or seen})"
+        if isinstance(seen, OSError) and seen.errno is not None:
+            if seen.errno == errno.ECONNREFUSED:
+                return "connection refused"
+            return (seen.strerror or str(seen)).lower()
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).lower()
+    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return "the host name does not resolve"
+    if "connection refused" in text:
+        return "connection refused"
+    if "certificate" in text or "ssl" in text:
+        return f"TLS error ({exc})"
+    return str(exc) or type(exc).__name__
+
+
+def network_sender(client: Any, timeout: float) -> Send:
+    """``client_sender`` with httpx's transport errors turned into one-line :class:`CheckError` messages."""
+    import httpx
+
+    inner = client_sender(client, keep_jar=False)
+
+    def send(method: str, url: str, headers: Headers, with_cookies: bool) -> Answer:
+        parts = urlsplit(url)
+        where = f"{parts.scheme}://{parts.netloc}"
+        try:
+            return inner(method, url, headers, with_cookies)
+        except httpx.TimeoutException:
+            raise CheckError(
+                f"{where} did not answer {method} {url} within {timeout:g} s (raise it with --timeout)"
+            ) from None
+        except httpx.RequestError as exc:
+            raise CheckError(f"cannot reach {where}: {_network_reason(exc)}") from None
+
+    return send
+
+
+def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """``corstrace check``: 0 when the browser allows the request, 1 when it blocks it, 2 on errors."""
+    import httpx
+
+    from corstrace import _output
+
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    headers: Headers = tuple(args.header)
+    credentials = bool(args.credentials) or any(name.lower() == "cookie" for name, _ in headers)
+    user_agent = () if any(n.lower() == "user-agent" for n, _ in headers) else (("User-Agent", _user_agent()),)
+    try:
+        with httpx.Client(timeout=args.timeout, follow_redirects=False, headers=dict(user_agent)) as client:
+            exchange = run_exchange(
+                network_sender(client, args.timeout),
+                args.url,
+                origin=args.origin,
+                method=args.method,
+                headers=headers,
+                credentials=credentials,
+            )
+    except CheckError as exc:
+        print(f"corstrace check: {exc}", file=err)
+        return 2
+    if args.json:
+        print(_output.to_json(_output.exchange_fields(exchange)), file=out)
+    else:
+        print(_output.render_exchange(exchange, colour=_output.colour_for(out)), file=out)
+    return 0 if exchange.allowed else 1
+
+
+def _user_agent() -> str:
+    return f"corstrace/{__version__} (CORS check; https://pypi.org/project/corstrace/)"
