@@ -10,6 +10,7 @@ Everything else in corstrace (structlog events, the inspector, the CLI) only pre
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -198,6 +199,11 @@ _UNINTERESTING_RESPONSE_HEADERS = frozenset(
 )
 _BROWSER_CAPS = (("WebKit", 600), ("Chromium", 7200), ("Firefox", 86400))
 
+_ACAO_AND_ORIGIN = ("access-control-allow-origin", "origin")
+_REQUEST_HEADERS_READ = frozenset(
+    {"origin", "cookie", "sec-fetch-mode", "access-control-request-method", "access-control-request-headers"}
+)
+
 _ORIGIN_REASONS = frozenset(
     {
         "WildcardOriginNotAllowed",
@@ -235,7 +241,6 @@ class _Exchange(NamedTuple):
     origin: str
     method: str  # the actual request's method: Access-Control-Request-Method on a preflight
     requested_headers: tuple[str, ...]
-    path: str
     status: int
     response: dict[str, str]
     acao_lines: int
@@ -322,6 +327,18 @@ def _judge_actual(exchange: _Exchange, include: bool) -> _Finding:
     return _Finding(None)
 
 
+def _url_origin(url: str) -> str:
+    """serialize_origin(url), memoised on the part before the path: a server sees few distinct hosts."""
+    scheme_end = url.find("://")
+    path_start = url.find("/", scheme_end + 3) if scheme_end >= 0 else -1
+    return _serialize_prefix(url if path_start < 0 else url[:path_start])
+
+
+@functools.lru_cache(maxsize=256)
+def _serialize_prefix(prefix: str) -> str:
+    return serialize_origin(prefix)
+
+
 def _path(url: str) -> str:
     after_scheme = url.find("://")
     start = url.find("/", after_scheme + 3) if after_scheme >= 0 else url.find("/")
@@ -372,8 +389,20 @@ def evaluate(request: Request, response: Response | None) -> Verdict:
         )
 
 
+def _request_headers(headers: Headers) -> dict[str, str]:
+    """The few request headers the engine reads, folded like `_fold` (browsers send a dozen others)."""
+    folded: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key in _REQUEST_HEADERS_READ:
+            value = value.strip(LWS)
+            previous = folded.get(key)
+            folded[key] = value if previous is None else f"{previous}, {value}"
+    return folded
+
+
 def _evaluate(request: Request, response: Response | None) -> Verdict:
-    folded, _ = _fold(request.headers)
+    folded = _request_headers(request.headers)
     origin = folded.get("origin")
     preflight = request.preflight
     if preflight is None:
@@ -392,7 +421,7 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
             "The request has no `Origin` header, so no browser page made it cross-origin and CORS does not apply.",
             credentials,
         )
-    if origin == serialize_origin(request.url):
+    if origin == _url_origin(request.url):
         return _not_cors(
             request,
             origin,
@@ -420,7 +449,7 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
         method, requested_headers = request.method, ()
     status = answered.status if isinstance(answered.status, int) else 0
     exchange = _Exchange(
-        request, preflight, origin, method, requested_headers, _path(request.url), status, response_headers,
+        request, preflight, origin, method, requested_headers, status, response_headers,
         acao_lines, exception,
     )  # fmt: skip
     judge = _judge_preflight if preflight else _judge_actual
@@ -502,23 +531,23 @@ def _firefox(exchange: _Exchange, finding: _Finding) -> str | None:
 
 
 def _target(exchange: _Exchange) -> str:
-    return f"`{exchange.request.method} {exchange.path}`"
+    return f"`{exchange.request.method} {_path(exchange.request.url)}`"
 
 
 def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> tuple[str, str | None, tuple[str, ...]]:
     """Plain-English explanation, the fix, and the headers that decided."""
+    reason = finding.reason
+    if reason is None:
+        return _describe_allowed(exchange, finding), None, _ACAO_AND_ORIGIN
     origin = exchange.origin
     response = exchange.response
     acao = response.get("access-control-allow-origin")
     target = _target(exchange)
-    reason = finding.reason
     base = reason.removeprefix("Preflight") if reason and reason.startswith("Preflight") else reason
     leg = "preflight response" if exchange.preflight else "response"
     send_acao = f"Send `Access-Control-Allow-Origin: {origin}`"
     credentials_too = " and `Access-Control-Allow-Credentials: true`" if include else ""
     on_target = f" on the response to {target}."
-    if reason is None:
-        return _describe_allowed(exchange, finding), None, ("access-control-allow-origin", "origin")
     if exchange.exception and base == "MissingAllowOriginHeader":
         return (
             "An exception escaped before any response started, so the outer server-error layer answered a 500 "
@@ -579,7 +608,7 @@ def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> tuple[st
         return (
             f"The preflight answered {exchange.status}; a preflight must return a 2xx status, whatever its "
             "headers say." + hint,
-            f"Answer `OPTIONS {exchange.path}` with status 200 or 204 (and its CORS headers).",
+            f"Answer `OPTIONS {_path(exchange.request.url)}` with status 200 or 204 (and its CORS headers).",
             ("access-control-allow-origin",),
         )
     if reason == "PreflightDisallowedRedirect":
@@ -587,8 +616,8 @@ def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> tuple[st
         return (
             f"The preflight was answered with a {exchange.status} redirect to `{location}`; browsers never follow "
             "redirects on a preflight.",
-            f"Answer `OPTIONS {exchange.path}` directly with 200 or 204, or make the page call the final URL "
-            f"(`{location}`), e.g. fix a missing or extra trailing slash.",
+            f"Answer `OPTIONS {_path(exchange.request.url)}` directly with 200 or 204, or make the page call the "
+            f"final URL (`{location}`), e.g. fix a missing or extra trailing slash.",
             ("location",),
         )
     if reason == "InvalidAllowMethodsPreflightResponse":
