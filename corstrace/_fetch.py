@@ -55,8 +55,9 @@ _METHOD_OVERRIDE_HEADERS = frozenset({"x-http-method", "x-http-method-override",
 _FORBIDDEN_METHODS = frozenset({"CONNECT", "TRACE", "TRACK"})
 
 # Chromium's IsCorsSafelistedHeader name set: the Fetch list plus client hints and Save-Data.
-_NUMERIC_CLIENT_HINTS = frozenset({"device-memory", "dpr", "width", "viewport-width"})
-_OTHER_CLIENT_HINTS = frozenset({"rtt", "downlink", "ect", "save-data"})
+# Each has a value rule; Chromium 156 preflights e.g. `Save-Data: yes`, `ECT: 5g`, `RTT: abc` (checked in the browser).
+_NUMERIC_CLIENT_HINTS = frozenset({"device-memory", "dpr", "width", "viewport-width", "downlink"})
+_ECT_VALUES = frozenset({"slow-2g", "2g", "3g", "4g"})
 _SAFELISTED_MIME_ESSENCES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
 
 # CORS-unsafe request-header bytes: C0 controls except HT, `"():<>?@[\]{}` and DEL.
@@ -154,7 +155,13 @@ def is_cors_safelisted_request_header(name: str, value: str) -> bool:
         return _is_simple_range(value)
     if name in _NUMERIC_CLIENT_HINTS:
         return _is_number(value)
-    return name in _OTHER_CLIENT_HINTS
+    if name == "rtt":
+        return bool(value) and not value.strip(_DIGITS)
+    if name == "ect":
+        return value.lower() in _ECT_VALUES
+    if name == "save-data":
+        return value.lower() == "on"
+    return False
 
 
 def is_page_settable(name: str, value: str) -> bool:

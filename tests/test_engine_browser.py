@@ -23,6 +23,7 @@ pytestmark = pytest.mark.browser
 H = tuple[tuple[str, str], ...]
 ECHO = "{origin}"  # replaced by the request's Origin
 ACAO_ECHO: H = (("access-control-allow-origin", ECHO),)
+STAR_PREFLIGHT = (200, (("access-control-allow-origin", "*"), ("access-control-allow-headers", "*")))
 GOOD_PREFLIGHT: H = (
     ("access-control-allow-origin", ECHO),
     ("access-control-allow-methods", "PUT, PATCH, patch, DELETE"),
@@ -280,6 +281,46 @@ SCENARIOS = [
     ),
     Scenario("pf-ok-then-actual-missing-acao", "MissingAllowOriginHeader", method="PUT", actual=(200, ())),
     Scenario("pf-206", None, method="DELETE", preflight=(206, GOOD_PREFLIGHT)),
+    # Which request headers Chromium preflights (checked through needs_preflight and the ACRH it sends).
+    Scenario("last-event-id-preflighted", None, headers={"Last-Event-ID": "abc123"}, preflight=STAR_PREFLIGHT),
+    Scenario("dpr-safelisted", None, headers={"DPR": "2", "Device-Memory": "0.5"}),
+    Scenario("save-data-on", None, headers={"Save-Data": "on"}),
+    Scenario("save-data-other", None, headers={"Save-Data": "yes"}, preflight=STAR_PREFLIGHT),
+    Scenario("rtt-number", None, headers={"RTT": "100"}),
+    Scenario("rtt-text", None, headers={"RTT": "abc"}, preflight=STAR_PREFLIGHT),
+    Scenario("ect-4g", None, headers={"ECT": "4g"}),
+    Scenario("ect-other", None, headers={"ECT": "5g"}, preflight=STAR_PREFLIGHT),
+    Scenario("downlink-number", None, headers={"Downlink": "1.5"}),
+    Scenario("downlink-text", None, headers={"Downlink": "fast"}, preflight=STAR_PREFLIGHT),
+    Scenario("dpr-negative", None, headers={"DPR": "-1"}, preflight=STAR_PREFLIGHT),
+    Scenario("dpr-exponent", None, headers={"DPR": "1e2"}, preflight=STAR_PREFLIGHT),
+    Scenario("empty-width-preflighted", None, headers={"Width": ""}, preflight=STAR_PREFLIGHT),
+    Scenario("text-plain-garbage-safelisted", None, method="POST", headers={"Content-Type": "text/plain;garbage"}),
+    Scenario(
+        "text-plain-comma-preflighted",
+        None,
+        method="POST",
+        headers={"Content-Type": "text/plain,"},
+        preflight=STAR_PREFLIGHT,
+    ),
+    Scenario("accept-129-bytes-preflighted", None, headers={"Accept": "a" * 129}, preflight=STAR_PREFLIGHT),
+    Scenario("range-reversed-preflighted", None, headers={"Range": "bytes=200-100"}, preflight=STAR_PREFLIGHT),
+    Scenario(
+        "safelisted-over-1024-bytes",
+        None,
+        headers={
+            "Accept": "a" * 128,
+            "Accept-Language": "b" * 128,
+            "Content-Language": "c" * 128,
+            "DPR": "1" * 128,
+            "Device-Memory": "2" * 128,
+            "Width": "3" * 128,
+            "Viewport-Width": "4" * 128,
+            "Content-Type": "text/plain;x=" + "d" * 115,
+            "Range": "bytes=1-2",
+        },
+        preflight=STAR_PREFLIGHT,
+    ),
 ]
 BY_ID = {scenario.id: scenario for scenario in SCENARIOS}
 

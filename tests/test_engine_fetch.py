@@ -35,6 +35,9 @@ SAFE = [
     ("width", "1024"),
     ("viewport-width", "800"),
     ("save-data", "on"),
+    ("rtt", "100"),
+    ("ect", "4g"),
+    ("downlink", "1.5"),
 ]
 UNSAFE = [
     ("accept", '"'),
@@ -86,6 +89,10 @@ UNSAFE = [
     ("width", ""),
     ("viewport-width", ""),
     ("dpr", "two"),
+    ("save-data", "yes"),
+    ("rtt", "abc"),
+    ("ect", "5g"),
+    ("downlink", "fast"),
 ]
 
 
