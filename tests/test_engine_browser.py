@@ -42,6 +42,7 @@ class Scenario:
     headers: dict[str, str] = field(default_factory=dict)
     credentials: str = "omit"  # fetch's credentials option, or XHR withCredentials when "include"
     xhr: bool = False
+    sandboxed: bool = False  # run from a sandboxed iframe: an opaque origin that sends `Origin: null`
     raise_error: bool = False  # the app raises before starting a response
 
 
@@ -281,6 +282,34 @@ SCENARIOS = [
     ),
     Scenario("pf-ok-then-actual-missing-acao", "MissingAllowOriginHeader", method="PUT", actual=(200, ())),
     Scenario("pf-206", None, method="DELETE", preflight=(206, GOOD_PREFLIGHT)),
+    # An opaque origin: `Origin: null`, which only `*` or a literal `null` lets through.
+    Scenario("opaque-origin-missing-acao", "MissingAllowOriginHeader", actual=(200, ()), sandboxed=True),
+    Scenario("opaque-origin-echo-null", None, sandboxed=True),
+    Scenario(
+        "opaque-origin-named",
+        "AllowOriginMismatch",
+        actual=(200, (("access-control-allow-origin", "http://localhost"),)),
+        sandboxed=True,
+    ),
+    Scenario(
+        "opaque-origin-pf-wildcard",
+        None,
+        method="PUT",
+        preflight=(200, (("access-control-allow-origin", "*"), ("access-control-allow-methods", "PUT"))),
+        actual=(200, (("access-control-allow-origin", "*"),)),
+        sandboxed=True,
+    ),
+    # A UTF-8 host in ACAO: GURL applies IDNA, so it is a mismatch; the hint shows how Chromium decodes the bytes.
+    Scenario(
+        "acao-utf8-host",
+        "AllowOriginMismatch",
+        actual=(200, (("access-control-allow-origin", "http://a\xc3\xa9.test"),)),
+    ),
+    Scenario(
+        "acao-tab-inside",
+        "MultipleAllowOriginValues",
+        actual=(200, (("access-control-allow-origin", "http://a.test,\tb"),)),
+    ),
     # Which request headers Chromium preflights (checked through needs_preflight and the ACRH it sends).
     Scenario("last-event-id-preflighted", None, headers={"Last-Event-ID": "abc123"}, preflight=STAR_PREFLIGHT),
     Scenario("dpr-safelisted", None, headers={"DPR": "2", "Device-Memory": "0.5"}),
@@ -377,7 +406,12 @@ async def page_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
-    await send({"type": "http.response.body", "body": b"<!doctype html><title>page</title>"})
+    await send(
+        {
+            "type": "http.response.body",
+            "body": b'<!doctype html><title>page</title><iframe sandbox="allow-scripts" srcdoc="<p>opaque"></iframe>',
+        }
+    )
 
 
 FETCH = """async ([url, method, headers, credentials, xhr]) => {
@@ -440,10 +474,11 @@ def test_engine_matches_chromium(harness: tuple[Any, str, list[str]], scenario: 
     console.clear()
     LEGS.pop(scenario.id, None)
     url = f"{api_url}/s/{scenario.id}"
-    outcome = page.evaluate(FETCH, [url, scenario.method, scenario.headers, scenario.credentials, scenario.xhr])
+    frame = page.frames[1] if scenario.sandboxed else page.main_frame
+    outcome = frame.evaluate(FETCH, [url, scenario.method, scenario.headers, scenario.credentials, scenario.xhr])
     # Chromium logs the CORS error before it rejects the fetch; a marker logged afterwards bounds the wait.
     with page.expect_console_message(lambda message: message.text == f"done {scenario.id}"):
-        page.evaluate("(id) => console.log('done ' + id)", scenario.id)
+        frame.evaluate("(id) => console.log('done ' + id)", scenario.id)
     cors_lines = [line for line in console if line.startswith("Access to ")]
 
     legs = LEGS.get(scenario.id, [])
