@@ -104,7 +104,9 @@ class Verdict:
     method: str
     requested_method: str | None = None  # Access-Control-Request-Method on a preflight
     requested_headers: tuple[str, ...] = ()  # Access-Control-Request-Headers, lower-cased, in order
-    # Chromium's `failed_parameter`: the ACAO/ACAC value, method or header name quoted in the message.
+    # Chromium's `failed_parameter`: the ACAO/ACAC value, method or header name quoted in the message ("" for
+    # RedirectContainsCredentials, as Chromium 156 prints it). For unparsable ACAM/ACAH: the first item that is
+    # not a token (Chromium keeps none; Firefox quotes it).
     failed_parameter: str | None = None
     # Lower-cased names of the request/response headers that decided the verdict (the inspector highlights them).
     decisive_headers: tuple[str, ...] = ()
@@ -292,7 +294,7 @@ def _judge_preflight(exchange: _Exchange, include: bool) -> _Finding:
     if access.reason is not None:
         return _Finding("Preflight" + access.reason, access.hint)
     if not 200 <= exchange.status <= 299:
-        return _Finding("PreflightInvalidStatus", str(exchange.status))
+        return _Finding("PreflightInvalidStatus")
     acam = response.get("access-control-allow-methods")
     acah = response.get("access-control-allow-headers")
     bad = _first_invalid_token(acam)
@@ -711,6 +713,14 @@ def _caveats(exchange: _Exchange, finding: _Finding, credentials: Credentials) -
                     "cache may replay this response to another origin, which then fails. Add `Vary: Origin`.",
                 )
             )
+    if exchange.status == 304 and not exchange.preflight and finding.reason is not None:
+        caveats.append(
+            Caveat(
+                "revalidation_304",
+                "When this 304 answers the browser's own cache revalidation, the browser checks the CORS headers "
+                "of the cached response it merges the 304 into, not the 304's; send the CORS headers on 304s too.",
+            )
+        )
     if acao == "*" and credentials == "unknown":
         caveats.append(
             Caveat(

@@ -882,3 +882,55 @@ class TestAsDict:
         data = actual(((ACAO, "*"),), credentials=None).as_dict()
         assert data["if_credentialed"]["reason"] == "WildcardOriginNotAllowed"
         assert data["warnings"][0].keys() == {"code", "message"}
+
+
+class TestFailedParameter:
+    """failed_parameter is the value Chromium quotes in its message."""
+
+    @pytest.mark.parametrize(
+        ("make", "parameter"),
+        [
+            (lambda: actual(((ACAO, "http://x.test"),)), "http://x.test"),
+            (lambda: actual((*ECHO, (ACAC, "yes")), credentials="include"), "yes"),
+            (lambda: actual(ECHO, credentials="include"), ""),
+            (lambda: preflight(ECHO, method="patch"), "patch"),
+            (lambda: preflight(ECHO, method="GET", request_headers="X-Foo"), "x-foo"),
+            (lambda: preflight((*ECHO, (ACAM, "PUT, a/b"))), "a/b"),
+            (lambda: preflight(ECHO, status=500), None),
+            (lambda: actual(()), None),
+            (lambda: actual((*ECHO, ("location", "http://u:p@x.test/")), status=302), ""),
+        ],
+    )
+    def test_parameter(self, make: object, parameter: str | None) -> None:
+        """The hint matches what the message quotes."""
+        assert make().failed_parameter == parameter  # type: ignore[operator]
+
+
+class TestLegs:
+    """How a leg is classified."""
+
+    def test_explicit_preflight_flag(self) -> None:
+        """preflight=True judges the leg as a preflight even without OPTIONS."""
+        request = Request("GET", U, (("origin", ORIGIN), ("access-control-request-method", "PUT")), preflight=True)
+        assert evaluate(request, Response(200, ECHO)).reason == "MethodDisallowedByPreflightResponse"
+
+    def test_options_without_acrm_is_an_actual_request(self) -> None:
+        """A page's own OPTIONS request (no Access-Control-Request-Method) gets only the CORS check."""
+        verdict = evaluate(Request("OPTIONS", U, (("origin", ORIGIN),), credentials="omit"), Response(200, ECHO))
+        assert (verdict.preflight, verdict.verdict) == (False, "allowed")
+
+    def test_requested_headers_normalised(self) -> None:
+        """Access-Control-Request-Headers is split, trimmed, lower-cased and de-duplicated in order."""
+        verdict = preflight(((ACAO, "*"), (ACAH, "*")), request_headers=" X-B ,x-a,,X-b")
+        assert verdict.requested_headers == ("x-b", "x-a")
+
+    def test_304_revalidation_caveat(self) -> None:
+        """A 304 without CORS headers is flagged: the browser may check its cached response instead."""
+        verdict = actual((), status=304)
+        assert verdict.reason == "MissingAllowOriginHeader"
+        assert [caveat.code for caveat in verdict.warnings] == ["revalidation_304"]
+
+    def test_duplicate_request_origin_lines(self) -> None:
+        """Two Origin lines fold into one value, which matches no ACAO; the verdict still forms."""
+        request = Request("GET", U, (("origin", ORIGIN), ("origin", ORIGIN)), credentials="omit")
+        assert evaluate(request, Response(200, ECHO)).reason == "AllowOriginMismatch"
