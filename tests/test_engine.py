@@ -650,6 +650,17 @@ class TestMessages:
                 "(Reason: header ‘x-foo’ is not allowed according to header ‘Access-Control-Allow-Headers’ from CORS preflight response).",
             ),
         ],
+        ids=[
+            "missing-acao",
+            "mismatch",
+            "acac",
+            "preflight-status",
+            "preflight-redirect",
+            "acam-token",
+            "acah-token",
+            "method",
+            "header",
+        ],
     )
     def test_firefox_wording(self, make: object, text: str) -> None:
         """firefox_message uses security.properties wording with typographic quotes."""
@@ -832,6 +843,7 @@ class TestFixes:
                 "Remove the `user:password@` part from the `Location` header on the response to `GET /items`.",
             ),
         ],
+        ids=["preflight-acao", "credentialed-acao", "method-case", "headers", "userinfo"],
     )
     def test_fix_text(self, make: object, fix: str) -> None:
         """The fix is a concrete header and value."""
@@ -899,6 +911,17 @@ class TestFailedParameter:
             (lambda: preflight(ECHO, status=500), None),
             (lambda: actual(()), None),
             (lambda: actual((*ECHO, ("location", "http://u:p@x.test/")), status=302), ""),
+        ],
+        ids=[
+            "acao",
+            "acac-value",
+            "acac-missing",
+            "method",
+            "header",
+            "acam-token",
+            "status",
+            "missing-acao",
+            "userinfo",
         ],
     )
     def test_parameter(self, make: object, parameter: str | None) -> None:
