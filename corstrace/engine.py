@@ -18,6 +18,7 @@ from corstrace._fetch import (
     LWS,
     SAFELISTED_METHODS,
     cors_unsafe_request_header_names,
+    escape_hint,
     is_cors_safelisted_request_header,
     is_token,
     is_valid_url,
@@ -536,14 +537,47 @@ def _target(exchange: _Exchange) -> str:
     return f"`{exchange.request.method} {_path(exchange.request.url)}`"
 
 
+_SHOW_LIMIT = 200
+
+
+def _show(value: str | None) -> str:
+    """A header value fit for an explanation: escaped like Chromium's hints and cut at 200 characters."""
+    if value is None:
+        return ""
+    if len(value) > _SHOW_LIMIT:
+        return escape_hint(value[:_SHOW_LIMIT]) + "…"
+    return escape_hint(value)
+
+
+def _origin_difference(acao: str, origin: str) -> str:
+    """Why a single ACAO value is not the request's origin, as precisely as the two strings allow."""
+    if acao.rstrip("/") == origin:
+        return f"has a trailing slash; the browser compares it byte for byte with `Origin: {_show(origin)}`."
+    if acao.lower() == origin.lower():
+        return f"differs from `Origin: {_show(origin)}` only in case, and the browser compares byte for byte."
+    if acao == "null":
+        return (
+            "matches only pages with an opaque origin (sandboxed iframes, `file:` and `data:` pages), "
+            f"not `Origin: {_show(origin)}`."
+        )
+    if not is_valid_url(acao):
+        return f"is not a valid origin (not a URL), so it can never match `Origin: {_show(origin)}`."
+    return (
+        f"is not the page's origin `{_show(origin)}`; the browser compares scheme, host and port byte for byte "
+        "(default port omitted, no trailing slash)."
+    )
+
+
 def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> tuple[str, str | None, tuple[str, ...]]:
     """Plain-English explanation, the fix, and the headers that decided."""
     reason = finding.reason
     if reason is None:
         return _describe_allowed(exchange, finding), None, _ACAO_AND_ORIGIN
-    origin = exchange.origin
+    # Values shown to a human are escaped and cut short: they are attacker-controlled and may be 100 KB.
+    origin = _show(exchange.origin)
     response = exchange.response
-    acao = response.get("access-control-allow-origin")
+    raw_acao = response.get("access-control-allow-origin")
+    acao = _show(raw_acao)
     target = _target(exchange)
     base = reason.removeprefix("Preflight") if reason and reason.startswith("Preflight") else reason
     leg = "preflight response" if exchange.preflight else "response"
@@ -583,16 +617,14 @@ def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> tuple[st
             ("access-control-allow-origin", "origin"),
         )
     if base in ("InvalidAllowOriginValue", "AllowOriginMismatch"):
-        what = "is not a valid origin" if base == "InvalidAllowOriginValue" else "is not the page's origin"
         return (
-            f"`Access-Control-Allow-Origin: {acao}` {what}; the browser compares it byte for byte with "
-            f"`Origin: {origin}` (scheme, host and port, no trailing slash, same case) and they differ.",
+            f"`Access-Control-Allow-Origin: {acao}` {_origin_difference(raw_acao or '', exchange.origin)}",
             send_acao + on_target,
             ("access-control-allow-origin", "origin"),
         )
     if base == "InvalidAllowCredentials":
         acac = response.get("access-control-allow-credentials")
-        found = "is missing" if acac is None else f"is `{acac}`"
+        found = "is missing" if acac is None else f"is `{_show(acac)}`"
         return (
             f"The request carries credentials and the {leg} names the origin, but "
             f"`Access-Control-Allow-Credentials` {found}; it must be exactly `true` (lower-case).",
@@ -605,8 +637,8 @@ def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> tuple[st
             hint = " Starlette's CORSMiddleware answers 400 when it rejects the origin, method or headers."
         elif exchange.status in (401, 403):
             hint = " Preflights never carry credentials, so authentication must let `OPTIONS` through."
-        elif exchange.status == 405:
-            hint = " No CORS layer answered the preflight, so the route's own 405 came back."
+        elif exchange.status in (404, 405):
+            hint = " No CORS layer answered the preflight, so the router's own answer to `OPTIONS` came back."
         return (
             f"The preflight answered {exchange.status}; a preflight must return a 2xx status, whatever its "
             "headers say." + hint,
@@ -614,7 +646,7 @@ def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> tuple[st
             ("access-control-allow-origin",),
         )
     if reason == "PreflightDisallowedRedirect":
-        location = response.get("location", "")
+        location = _show(response.get("location", ""))
         return (
             f"The preflight was answered with a {exchange.status} redirect to `{location}`; browsers never follow "
             "redirects on a preflight.",
@@ -624,17 +656,17 @@ def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> tuple[st
         )
     if reason == "InvalidAllowMethodsPreflightResponse":
         return (
-            f"`Access-Control-Allow-Methods: {response.get('access-control-allow-methods')}` does not parse: "
-            f"`{finding.hint}` is not a method name (a token).",
-            f"Send `Access-Control-Allow-Methods: {exchange.method}` (a comma-separated list of method names)"
+            f"`Access-Control-Allow-Methods: {_show(response.get('access-control-allow-methods'))}` does not parse: "
+            f"`{_show(finding.hint)}` is not a method name (a token).",
+            f"Send `Access-Control-Allow-Methods: {_show(exchange.method)}` (a comma-separated list of method names)"
             + on_target,
             ("access-control-allow-methods",),
         )
     if reason == "InvalidAllowHeadersPreflightResponse":
-        wanted = ", ".join(exchange.requested_headers) or "x-example"
+        wanted = _show(", ".join(exchange.requested_headers)) or "x-example"
         return (
-            f"`Access-Control-Allow-Headers: {response.get('access-control-allow-headers')}` does not parse: "
-            f"`{finding.hint}` is not a header name (a token).",
+            f"`Access-Control-Allow-Headers: {_show(response.get('access-control-allow-headers'))}` does not parse: "
+            f"`{_show(finding.hint)}` is not a header name (a token).",
             f"Send `Access-Control-Allow-Headers: {wanted}` (a comma-separated list of header names)" + on_target,
             ("access-control-allow-headers",),
         )
@@ -646,26 +678,34 @@ def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> tuple[st
             note = " Methods are compared case-sensitively: a page's `patch` needs `patch`, not `PATCH`."
         elif include and "*" in methods:
             note = " With credentials, `*` is a literal method name, not a wildcard."
-        listed = f"`Access-Control-Allow-Methods: {acam}`" if acam is not None else "no `Access-Control-Allow-Methods`"
+        listed = (
+            f"answered `Access-Control-Allow-Methods: {_show(acam)}`"
+            if acam is not None
+            else "has no `Access-Control-Allow-Methods` header"
+        )
         return (
-            f"The page wants to send `{exchange.method}`, but the preflight answered {listed}.{note}",
-            f"Send `Access-Control-Allow-Methods: {', '.join([*methods, exchange.method])}`" + on_target,
+            f"The page wants to send `{_show(exchange.method)}`, but the preflight response {listed}.{note}",
+            f"Send `Access-Control-Allow-Methods: {_show(', '.join([*methods, exchange.method]))}`" + on_target,
             ("access-control-allow-methods", "access-control-request-method"),
         )
     if reason == "HeaderDisallowedByPreflightResponse":
         acah = response.get("access-control-allow-headers")
         allowed = split_list(acah) if acah else []
         note = " With credentials, `*` is a literal header name, not a wildcard." if include and "*" in allowed else ""
-        missing = ", ".join(f"`{name}`" for name in finding.missing)
-        listed = f"`Access-Control-Allow-Headers: {acah}`" if acah is not None else "no `Access-Control-Allow-Headers`"
+        missing = _show(", ".join(f"`{name}`" for name in finding.missing))
+        listed = (
+            f"answered `Access-Control-Allow-Headers: {_show(acah)}`"
+            if acah is not None
+            else "has no `Access-Control-Allow-Headers` header"
+        )
         value = ", ".join(dict.fromkeys([*(item for item in allowed if item != "*"), *exchange.requested_headers]))
         return (
-            f"The page sends the header(s) {missing}, but the preflight answered {listed}.{note}",
-            f"Send `Access-Control-Allow-Headers: {value}`" + on_target,
+            f"The page sends the header(s) {missing}, but the preflight response {listed}.{note}",
+            f"Send `Access-Control-Allow-Headers: {_show(value)}`" + on_target,
             ("access-control-allow-headers", "access-control-request-headers"),
         )
     if reason == "RedirectContainsCredentials":
-        location = response.get("location", "")
+        location = _show(response.get("location", ""))
         return (
             f"The response redirects to `{location}`, which carries a username or password; browsers refuse to "
             "follow such a redirect for a cross-origin request.",
@@ -676,12 +716,13 @@ def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> tuple[st
 
 
 def _describe_allowed(exchange: _Exchange, finding: _Finding) -> str:
-    acao = exchange.response.get("access-control-allow-origin")
-    matched = "allows any origin" if acao == "*" else f"matches the page's origin `{exchange.origin}`"
+    raw_acao = exchange.response.get("access-control-allow-origin")
+    acao = _show(raw_acao)
+    matched = "allows any origin" if raw_acao == "*" else f"matches the page's origin `{_show(exchange.origin)}`"
     if exchange.preflight:
-        allowed = f"method `{exchange.method}`"
+        allowed = f"method `{_show(exchange.method)}`"
         if exchange.requested_headers:
-            allowed += " and header(s) " + ", ".join(f"`{name}`" for name in exchange.requested_headers)
+            allowed += " and header(s) " + _show(", ".join(f"`{name}`" for name in exchange.requested_headers))
         return (
             f"The preflight answered {exchange.status} and `Access-Control-Allow-Origin: {acao}` {matched}; it "
             f"allows {allowed}, so the browser goes on to send the actual request."
@@ -690,7 +731,7 @@ def _describe_allowed(exchange: _Exchange, finding: _Finding) -> str:
     if exchange.status in _REDIRECT_STATUSES and location:
         return (
             f"The {exchange.status} redirect passes the CORS check (`Access-Control-Allow-Origin: {acao}` {matched}), "
-            f"so the browser follows it to `{location}`, which must pass its own check."
+            f"so the browser follows it to `{_show(location)}`, which must pass its own check."
         )
     return f"`Access-Control-Allow-Origin: {acao}` {matched}, so the browser lets the page read the response."
 
@@ -703,7 +744,9 @@ def _caveats(exchange: _Exchange, finding: _Finding, credentials: Credentials) -
         _preflight_caveats(exchange, finding, credentials, caveats)
     elif finding.reason is None:
         _exposure_caveats(exchange, credentials, caveats)
-    if acao is not None and acao == exchange.origin and acao != "null":
+    # Only worth saying when the echo is part of a working (or almost working) answer.
+    relevant = finding.reason is None or finding.reason.endswith("InvalidAllowCredentials")
+    if relevant and acao is not None and acao == exchange.origin and acao != "null":
         vary = {item.lower() for item in split_list(response.get("vary", ""))}
         if "origin" not in vary and "*" not in vary:
             caveats.append(
@@ -773,7 +816,7 @@ def _preflight_caveats(exchange: _Exchange, finding: _Finding, credentials: Cred
             out.append(
                 Caveat(
                     "invalid_max_age",
-                    f"`Access-Control-Max-Age: {raw}` is not a number of seconds; browsers cache the preflight "
+                    f"`Access-Control-Max-Age: {_show(raw)}` is not a number of seconds; browsers cache the preflight "
                     "for 5 seconds.",
                 )
             )
@@ -783,7 +826,7 @@ def _preflight_caveats(exchange: _Exchange, finding: _Finding, credentials: Cred
         out.append(
             Caveat(
                 "max_age_capped",
-                f"`Access-Control-Max-Age: {raw}` exceeds browser caps ({', '.join(capped)}); those browsers "
+                f"`Access-Control-Max-Age: {_show(raw)}` exceeds browser caps ({', '.join(capped)}); those browsers "
                 "re-send the preflight sooner.",
             )
         )
@@ -814,11 +857,11 @@ def _exposure_caveats(exchange: _Exchange, credentials: Credentials, out: list[C
         and not name.startswith("access-control-")
     ]
     if hidden:
-        names = ", ".join(f"`{name}`" for name in hidden)
+        names = _show(", ".join(f"`{name}`" for name in hidden))
         out.append(
             Caveat(
                 "header_not_exposed",
                 f"The page cannot read {names}: not listed in `Access-Control-Expose-Headers`. "
-                f"Send `Access-Control-Expose-Headers: {', '.join(sorted(exposed - {'*'} | set(hidden)))}`.",
+                f"Send `Access-Control-Expose-Headers: {_show(', '.join(sorted(exposed - {'*'} | set(hidden))))}`.",
             )
         )

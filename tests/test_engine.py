@@ -957,3 +957,33 @@ class TestLegs:
         """Two Origin lines fold into one value, which matches no ACAO; the verdict still forms."""
         request = Request("GET", U, (("origin", ORIGIN), ("origin", ORIGIN)), credentials="omit")
         assert evaluate(request, Response(200, ECHO)).reason == "AllowOriginMismatch"
+
+
+class TestExplanations:
+    """Explanations name the precise difference and stay readable on hostile values."""
+
+    @pytest.mark.parametrize(
+        ("value", "phrase"),
+        [
+            (ORIGIN + "/", "trailing slash"),
+            (ORIGIN.upper(), "only in case"),
+            ("null", "opaque origin"),
+            ("foo", "not a valid origin"),
+            ("http://x.test", "scheme, host and port"),
+        ],
+        ids=repr,
+    )
+    def test_origin_difference(self, value: str, phrase: str) -> None:
+        """A wrong ACAO is explained by what exactly differs from the Origin."""
+        assert phrase in actual(((ACAO, value),)).explanation
+
+    def test_hostile_values_are_escaped_and_cut(self) -> None:
+        """A 100 KB ACAO with control bytes shows up escaped and truncated, never raw."""
+        verdict = actual(((ACAO, "\x01" + "a" * 100_000),))
+        assert verdict.reason == "InvalidAllowOriginValue"
+        assert "\\u0001" in verdict.explanation and "\x01" not in verdict.explanation
+        assert len(verdict.explanation) < 1_000
+
+    def test_status_hint_for_unrouted_options(self) -> None:
+        """A 405 preflight points at the missing CORS layer."""
+        assert "No CORS layer" in preflight(ECHO, status=405).explanation
