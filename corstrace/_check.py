@@ -115,7 +115,8 @@ def normalize_method(method: str) -> str:
 
 def _with_credentialed_outcome(verdict: Verdict, request: Request, response: Response) -> Verdict:
     """Attach what ``credentials: 'include'`` would change, so the report can say it when it matters."""
-    if verdict.credentials != "omit" or verdict.origin is None:
+    # Only for an allowed leg: a leg already blocked needs its own fix first, a second reason would be noise.
+    if verdict.credentials != "omit" or verdict.origin is None or verdict.verdict == "blocked":
         return verdict
     other = evaluate(dataclasses.replace(request, credentials="include"), response)
     if other.reason == verdict.reason:
