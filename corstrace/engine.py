@@ -6,6 +6,22 @@ one immutable :class:`Verdict` carrying the browser's decision, Chromium's ``Net
 name and console message, Firefox's wording, warnings, an explanation and a fix.
 
 Everything else in corstrace (structlog events, the inspector, the CLI) only presents it.
+
+Also exported for the CLI and the middleware: :func:`needs_preflight`,
+:func:`cors_unsafe_request_header_names`, :func:`serialize_origin` and
+:func:`is_cors_safelisted_request_header` (implemented in ``corstrace._fetch``).
+
+Where Chromium 156 (Debian 156.0.8078.108, checked by tests/test_engine_browser.py) and the Fetch
+standard part ways, the verdict follows Chromium and a :class:`Caveat` says so:
+
+* ``Access-Control-Allow-Headers: *`` covers ``Authorization`` (the CorsNonWildcardRequestHeadersSupport
+  feature is off by default), code ``authorization_covered_by_wildcard``.
+* Methods are compared case-sensitively; ``Save-Data``, ``RTT``, ``ECT``, ``Downlink`` and the numeric
+  client hints are safelisted request headers with value rules of their own.
+* Console hints escape non-printable and non-ASCII bytes as ``\\uXXXX`` (each byte read as Latin-1), and
+  RedirectContainsCredentials quotes an empty location.
+* When a preflight misses several headers Chromium names one of them in its internal order; the verdict
+  names the first in ``Access-Control-Request-Headers`` order and lists them all (``several_headers_disallowed``).
 """
 
 from __future__ import annotations
@@ -29,7 +45,7 @@ from corstrace._fetch import (
     serialize_origin,
     split_list,
 )
-from corstrace._messages import chromium_message, firefox_message
+from corstrace._messages import FIREFOX_AUTHORIZATION_WARNING, chromium_message, firefox_message
 
 Credentials = Literal["include", "omit", "unknown"]
 VerdictName = Literal["allowed", "blocked"]
@@ -784,7 +800,8 @@ def _preflight_caveats(exchange: _Exchange, finding: _Finding, credentials: Cred
                 "`Access-Control-Allow-Headers: *` does not cover `Authorization` under the Fetch standard (CORS "
                 "non-wildcard request-header name). Chromium 156 lets it through by default (enforced only with "
                 "the CorsNonWildcardRequestHeadersSupport feature or enterprise policy), Firefox lets it through "
-                "with a deprecation warning; list `authorization` explicitly.",
+                "with a deprecation warning; list `authorization` explicitly. Firefox prints: "
+                + FIREFOX_AUTHORIZATION_WARNING.format(url=exchange.request.url),
             )
         )
     if len(finding.missing) > 1:
