@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from corstrace.engine import Request, Response, Verdict, cors_unsafe_request_header_names, evaluate, needs_preflight
+from corstrace.engine import (
+    Credentials,
+    Request,
+    Response,
+    Verdict,
+    cors_unsafe_request_header_names,
+    evaluate,
+    needs_preflight,
+)
 from tests.support import run_server
 
 pytestmark = pytest.mark.browser
@@ -450,16 +458,17 @@ def harness(browser: Any) -> Iterator[tuple[Any, str, list[str]]]:
             context.close()
 
 
-def _judge(scenario: Scenario, legs: list[Leg]) -> list[Verdict]:
+def _judge(scenario: Scenario, legs: list[Leg], *, infer: bool = False) -> list[Verdict]:
+    """Evaluate every recorded leg; ``infer`` lets the engine work out the credentials mode on its own."""
     verdicts = []
     first_url = next(leg.url for leg in legs if not leg.url.endswith("/next"))
-    mode = "include" if scenario.credentials == "include" else "omit"
+    mode: Credentials | None = "include" if scenario.credentials == "include" else "omit"
     for leg in legs:
         request = Request(
             leg.method,
             leg.url,
             leg.headers,
-            credentials=mode,
+            credentials=None if infer else mode,
             initiator="XMLHttpRequest" if scenario.xhr else "fetch",
             redirected_from=first_url if leg.url.endswith("/next") else None,
         )
@@ -492,6 +501,12 @@ def test_engine_matches_chromium(harness: tuple[Any, str, list[str]], scenario: 
     else:
         assert scenario.expect is None
         assert cors_lines == []
+    if scenario.credentials == "include":
+        # No cookie was sent, so the server cannot tell: the credentialed outcome must be the hedge, word for word.
+        hedged = [v.if_credentialed or v for v in _judge(scenario, legs, infer=True)]
+        assert all(verdict.credentials == "unknown" for verdict in _judge(scenario, legs, infer=True))
+        blocked_if_credentialed = [v for v in hedged if v.verdict == "blocked"]
+        assert [v.browser_message for v in blocked_if_credentialed[:1]] == cors_lines
     # Whether Chromium preflighted is what needs_preflight predicts from the page's method and headers.
     saw_preflight = any(leg.method == "OPTIONS" for leg in legs)
     assert needs_preflight(scenario.method, tuple(scenario.headers.items())) is saw_preflight
