@@ -265,16 +265,67 @@ def is_valid_url(value: str) -> bool:
         return False
     if host.startswith("["):
         return host.endswith("]") and not host[1:-1].strip("0123456789abcdefABCDEF:.")
+    if "%" in host:
+        decoded = _percent_decode(host)
+        if decoded is None:
+            return False
+        host = decoded
     if not _FORBIDDEN_HOST_CHARS.isdisjoint(host):
         return False
-    if host.isascii():
-        return True
-    # GURL reads the bytes as UTF-8 and applies IDNA; anything that fails either step is invalid.
-    try:
-        host.encode("latin-1").decode("utf-8").encode("idna")
-    except (UnicodeError, ValueError):
+    if not host.isascii():
+        # GURL reads the bytes as UTF-8 and applies IDNA; anything that fails either step is invalid.
+        try:
+            host = host.encode("latin-1").decode("utf-8").encode("idna").decode("ascii")
+        except (UnicodeError, ValueError):
+            return False
+    return _valid_if_ipv4(host)
+
+
+def _percent_decode(host: str) -> str | None:
+    """%XX-decode a host (bytes read as Latin-1); None when an escape is malformed, which GURL rejects."""
+    parts = host.split("%")
+    out = [parts[0]]
+    for part in parts[1:]:
+        escape = part[:2]
+        if len(escape) < 2 or escape.strip("0123456789abcdefABCDEF"):
+            return None
+        out.append(chr(int(escape, 16)) + part[2:])
+    return "".join(out)
+
+
+def _ipv4_number(part: str) -> int | None:
+    if part[:2] in ("0x", "0X"):
+        digits, base = part[2:], 16
+        if digits.strip("0123456789abcdefABCDEF"):
+            return None
+    elif len(part) > 1 and part.startswith("0"):
+        digits, base = part[1:], 8
+        if digits.strip("01234567"):
+            return None
+    else:
+        digits, base = part, 10
+        if not digits or digits.strip(_DIGITS):
+            return None
+    return int(digits, base) if digits else 0
+
+
+def _valid_if_ipv4(host: str) -> bool:
+    """WHATWG "ends in a number": such a host must be a valid IPv4 address (GURL agrees: 1.2.3.4.5 is invalid)."""
+    labels = host.split(".")
+    if labels[-1] == "" and len(labels) > 1:
+        labels.pop()
+    last = labels[-1]
+    if not (last and not last.strip(_DIGITS)) and not (last[:2] in ("0x", "0X") and _ipv4_number(last) is not None):
+        return True  # a domain name
+    if len(labels) > 4 or len(host) > 64:
         return False
-    return True
+    numbers = [_ipv4_number(label) for label in labels]
+    if any(number is None for number in numbers):
+        return False
+    values = [number for number in numbers if number is not None]
+    if any(value > 255 for value in values[:-1]):
+        return False
+    return values[-1] < 1 << (8 * (5 - len(values)))
 
 
 def location_has_credentials(location: str) -> bool:

@@ -305,6 +305,21 @@ def test_wpt_origin_acao_fails(value: str) -> None:
         ("http://a\xe9.test", "InvalidAllowOriginValue"),  # not UTF-8
         ("null", "AllowOriginMismatch"),
         ("", "InvalidAllowOriginValue"),
+        # Checked against Chromium 156 in test_engine_browser.py.
+        ("http://%41.test", "AllowOriginMismatch"),
+        ("http://a%zz.test", "InvalidAllowOriginValue"),
+        ("http://a^b.test", "InvalidAllowOriginValue"),
+        ("http://a|b.test", "InvalidAllowOriginValue"),
+        ("http://a{b.test", "AllowOriginMismatch"),
+        ("http://a`b.test", "AllowOriginMismatch"),
+        ("http:a.test", "AllowOriginMismatch"),
+        ("http://1.2.3.4.5", "InvalidAllowOriginValue"),
+        ("http://256.0.0.1", "InvalidAllowOriginValue"),
+        ("http://1.2.3.4", "AllowOriginMismatch"),
+        ("http://0x7f.1", "AllowOriginMismatch"),
+        ("http://a.1", "InvalidAllowOriginValue"),
+        ("http://[zz]", "InvalidAllowOriginValue"),
+        ("javascript:alert(1)", "AllowOriginMismatch"),
     ],
     ids=repr,
 )

@@ -318,6 +318,71 @@ SCENARIOS = [
         "MultipleAllowOriginValues",
         actual=(200, (("access-control-allow-origin", "http://a.test,\tb"),)),
     ),
+    # ACAO values at the edge of GURL's validity: InvalidAllowOriginValue or AllowOriginMismatch.
+    Scenario(
+        "acao-percent-host", "AllowOriginMismatch", actual=(200, (("access-control-allow-origin", "http://%41.test"),))
+    ),
+    Scenario(
+        "acao-bad-percent-host",
+        "InvalidAllowOriginValue",
+        actual=(200, (("access-control-allow-origin", "http://a%zz.test"),)),
+    ),
+    Scenario(
+        "acao-caret-host",
+        "InvalidAllowOriginValue",
+        actual=(200, (("access-control-allow-origin", "http://a^b.test"),)),
+    ),
+    Scenario(
+        "acao-pipe-host", "InvalidAllowOriginValue", actual=(200, (("access-control-allow-origin", "http://a|b.test"),))
+    ),
+    Scenario(
+        "acao-angle-host",
+        "InvalidAllowOriginValue",
+        actual=(200, (("access-control-allow-origin", "http://a<b.test"),)),
+    ),
+    Scenario(
+        "acao-brace-host",
+        "AllowOriginMismatch",  # GURL escapes these host characters instead of rejecting them
+        actual=(200, (("access-control-allow-origin", "http://a{b.test"),)),
+    ),
+    Scenario(
+        "acao-backtick-host",
+        "AllowOriginMismatch",  # GURL escapes these host characters instead of rejecting them
+        actual=(200, (("access-control-allow-origin", "http://a`b.test"),)),
+    ),
+    Scenario("acao-no-slashes", "AllowOriginMismatch", actual=(200, (("access-control-allow-origin", "http:a.test"),))),
+    Scenario(
+        "acao-five-part-ipv4",
+        "InvalidAllowOriginValue",
+        actual=(200, (("access-control-allow-origin", "http://1.2.3.4.5"),)),
+    ),
+    Scenario(
+        "acao-ipv4-over-255",
+        "InvalidAllowOriginValue",
+        actual=(200, (("access-control-allow-origin", "http://256.0.0.1"),)),
+    ),
+    Scenario(
+        "acao-port-too-big",
+        "InvalidAllowOriginValue",
+        actual=(200, (("access-control-allow-origin", "http://a.test:65536"),)),
+    ),
+    Scenario(
+        "acao-javascript",
+        "AllowOriginMismatch",
+        actual=(200, (("access-control-allow-origin", "javascript:alert(1)"),)),
+    ),
+    Scenario(
+        "acao-bad-ipv6", "InvalidAllowOriginValue", actual=(200, (("access-control-allow-origin", "http://[zz]"),))
+    ),
+    Scenario(
+        "acao-underscore-host",
+        "AllowOriginMismatch",
+        actual=(200, (("access-control-allow-origin", "http://a_b.test"),)),
+    ),
+    Scenario(
+        "acao-ends-in-number", "InvalidAllowOriginValue", actual=(200, (("access-control-allow-origin", "http://a.1"),))
+    ),
+    Scenario("acao-hex-ipv4", "AllowOriginMismatch", actual=(200, (("access-control-allow-origin", "http://0x7f.1"),))),
     # Which request headers Chromium preflights (checked through needs_preflight and the ACRH it sends).
     Scenario("last-event-id-preflighted", None, headers={"Last-Event-ID": "abc123"}, preflight=STAR_PREFLIGHT),
     Scenario("dpr-safelisted", None, headers={"DPR": "2", "Device-Memory": "0.5"}),
