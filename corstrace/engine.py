@@ -223,17 +223,6 @@ _REQUEST_HEADERS_READ = frozenset(
     {"origin", "cookie", "sec-fetch-mode", "access-control-request-method", "access-control-request-headers"}
 )
 
-_ORIGIN_REASONS = frozenset(
-    {
-        "WildcardOriginNotAllowed",
-        "MissingAllowOriginHeader",
-        "MultipleAllowOriginValues",
-        "InvalidAllowOriginValue",
-        "AllowOriginMismatch",
-        "InvalidAllowCredentials",
-    }
-)
-
 
 def _fold(headers: Headers) -> tuple[dict[str, str], int]:
     """Headers as Chromium's GetNormalizedHeader sees them: lower-case names, LWS-trimmed values joined with ", ".
@@ -444,7 +433,8 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
         return _not_cors(
             request,
             origin,
-            f"`Origin: {origin}` is the request URL's own origin: a same-origin request, so CORS does not apply.",
+            f"`Origin: {_show(origin)}` is the request URL's own origin: a same-origin request, so CORS does not "
+            "apply.",
             credentials,
         )
     mode = folded.get("sec-fetch-mode")
@@ -452,7 +442,7 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
         return _not_cors(
             request,
             origin,
-            f"`Sec-Fetch-Mode: {mode}` says the browser made this request without CORS (a navigation, a form "
+            f"`Sec-Fetch-Mode: {_show(mode)}` says the browser made this request without CORS (a navigation, a form "
             "submission or a no-cors subresource), so it applies no CORS check to the response.",
             credentials,
         )
@@ -486,12 +476,15 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
             )
     explanation, fix, decisive = _describe(exchange, finding, credentials == "include")
     if if_credentialed is not None:
+        # Never a silent guess: say which mode the verdict assumes and what the other one does.
         explanation += (
-            " The server cannot see whether the page sends credentials: with `credentials: 'include'` "
-            f"(or `withCredentials`) the browser would block it as {if_credentialed.reason or 'allowed'}."
-            if if_credentialed.reason
-            else " The server cannot see whether the page sends credentials: with `credentials: 'include'` "
-            "(or `withCredentials`) it would pass."
+            " The server cannot tell whether the page sends credentials; this verdict is for a request without "
+            "them. With `credentials: 'include'` (or `withCredentials`) "
+            + (
+                f"the browser blocks it ({if_credentialed.reason}): see `if_credentialed`."
+                if if_credentialed.reason
+                else "it passes."
+            )
         )
     return Verdict(
         verdict="blocked" if finding.reason else "allowed",
