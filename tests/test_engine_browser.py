@@ -424,7 +424,18 @@ SCENARIOS = [
         preflight=STAR_PREFLIGHT,
     ),
 ]
-BY_ID = {scenario.id: scenario for scenario in SCENARIOS}
+# Access-Control-Max-Age values: a second identical fetch re-sends the preflight iff the cache time is 0.
+MAX_AGES = [None, "0", "-1", "abc", "600", "99999999999999999999"]
+CACHE_SCENARIOS = [
+    Scenario(
+        f"max-age-{value}",
+        None,
+        method="PUT",
+        preflight=(200, GOOD_PREFLIGHT + ((("access-control-max-age", value),) if value is not None else ())),
+    )
+    for value in MAX_AGES
+]
+BY_ID = {scenario.id: scenario for scenario in [*SCENARIOS, *CACHE_SCENARIOS]}
 
 
 @dataclass
@@ -581,3 +592,18 @@ def test_engine_matches_chromium(harness: tuple[Any, str, list[str]], scenario: 
         assert cors_unsafe_request_header_names(legs[1].headers) == [
             name for name in preflight_headers.get("access-control-request-headers", "").split(",") if name
         ]
+
+
+@pytest.mark.parametrize("scenario", CACHE_SCENARIOS, ids=[scenario.id for scenario in CACHE_SCENARIOS])
+def test_preflight_cache_matches_chromium(harness: tuple[Any, str, list[str]], scenario: Scenario) -> None:
+    """preflight_cache_seconds is 0 exactly when Chromium preflights an identical second fetch again."""
+    page, api_url, _ = harness
+    LEGS.pop(scenario.id, None)
+    url = f"{api_url}/s/{scenario.id}"
+    for _ in range(2):
+        assert page.evaluate(FETCH, [url, scenario.method, scenario.headers, scenario.credentials, False]) == "ok"
+    legs = LEGS[scenario.id]
+    preflights = [leg for leg in legs if leg.method == "OPTIONS"]
+    verdict = _judge(scenario, legs[:1])[0]
+    assert verdict.preflight and verdict.verdict == "allowed"
+    assert (len(preflights) == 2) is (verdict.preflight_cache_seconds == 0)
