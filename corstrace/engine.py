@@ -129,6 +129,7 @@ class Verdict:
     decisive_headers: tuple[str, ...] = ()
     # Seconds Chromium caches this preflight's result (None for actual requests).
     preflight_cache_seconds: int | None = None
+    # Structured details behind some warnings; "unexposed_headers": response header names the page cannot read.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -475,6 +476,7 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
                 fix=_describe(exchange, credentialed, True)[1],
             )
     explanation, fix, decisive = _describe(exchange, finding, credentials == "include")
+    caveats, hidden = _caveats(exchange, finding, credentials)
     if if_credentialed is not None:
         # Never a silent guess: say which mode the verdict assumes and what the other one does.
         explanation += (
@@ -493,7 +495,7 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
         firefox_message=_firefox(exchange, finding),
         credentials=credentials,
         if_credentialed=if_credentialed,
-        warnings=tuple(_caveats(exchange, finding, credentials)),
+        warnings=tuple(caveats),
         explanation=explanation,
         fix=fix,
         preflight=preflight,
@@ -505,6 +507,7 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
         failed_parameter=finding.hint,
         decisive_headers=decisive,
         preflight_cache_seconds=_cache_seconds(exchange, finding),
+        extra={"unexposed_headers": hidden} if hidden else {},
     )
 
 
@@ -745,14 +748,16 @@ def _describe_allowed(exchange: _Exchange, finding: _Finding) -> str:
     return f"`Access-Control-Allow-Origin: {acao}` {matched}, so the browser lets the page read the response."
 
 
-def _caveats(exchange: _Exchange, finding: _Finding, credentials: Credentials) -> list[Caveat]:
+def _caveats(exchange: _Exchange, finding: _Finding, credentials: Credentials) -> tuple[list[Caveat], list[str]]:
+    """The warnings, and the names of the response headers the page cannot read."""
+    hidden: list[str] = []
     caveats: list[Caveat] = []
     response = exchange.response
     acao = response.get("access-control-allow-origin")
     if exchange.preflight:
         _preflight_caveats(exchange, finding, credentials, caveats)
     elif finding.reason is None:
-        _exposure_caveats(exchange, credentials, caveats)
+        hidden = _exposure_caveats(exchange, credentials, caveats)
     # Only worth saying when the echo is part of a working (or almost working) answer.
     relevant = finding.reason is None or finding.reason.endswith("InvalidAllowCredentials")
     if relevant and acao is not None and acao == exchange.origin and acao != "null":
@@ -781,7 +786,7 @@ def _caveats(exchange: _Exchange, finding: _Finding, credentials: Credentials) -
                 "`credentials: 'include'` the browser blocks it (WildcardOriginNotAllowed).",
             )
         )
-    return caveats
+    return caveats, hidden
 
 
 def _preflight_caveats(exchange: _Exchange, finding: _Finding, credentials: Credentials, out: list[Caveat]) -> None:
@@ -842,7 +847,8 @@ def _preflight_caveats(exchange: _Exchange, finding: _Finding, credentials: Cred
         )
 
 
-def _exposure_caveats(exchange: _Exchange, credentials: Credentials, out: list[Caveat]) -> None:
+def _exposure_caveats(exchange: _Exchange, credentials: Credentials, out: list[Caveat]) -> list[str]:
+    """Warn about response headers the page cannot read; returns their names."""
     response = exchange.response
     aceh = response.get("access-control-expose-headers")
     exposed = {item.lower() for item in split_list(aceh)} if aceh else set()
@@ -855,8 +861,8 @@ def _exposure_caveats(exchange: _Exchange, credentials: Credentials, out: list[C
                 "credentials it is the literal name `*` and exposes nothing. List the header names.",
             )
         )
-    if wildcard and credentials == "omit":
-        return
+    if wildcard and credentials != "include":
+        return []  # the verdict is for an uncredentialed request, which `*` exposes everything to
     hidden = [
         name
         for name in response
@@ -875,3 +881,4 @@ def _exposure_caveats(exchange: _Exchange, credentials: Credentials, out: list[C
                 f"Send `Access-Control-Expose-Headers: {_show(', '.join(sorted(exposed - {'*'} | set(hidden))))}`.",
             )
         )
+    return hidden

@@ -435,7 +435,31 @@ CACHE_SCENARIOS = [
     )
     for value in MAX_AGES
 ]
-BY_ID = {scenario.id: scenario for scenario in [*SCENARIOS, *CACHE_SCENARIOS]}
+# Response headers the page can read: the engine's `unexposed_headers` must be exactly the hidden ones.
+STAR = ("access-control-allow-origin", "*")
+CREDENTIALED = (("access-control-allow-origin", ECHO), ("access-control-allow-credentials", "true"))
+CUSTOM = (("x-a", "1"), ("x-b", "2"), ("content-language", "fr"), ("set-cookie", "s=1"), ("etag", '"v1"'))
+EXPOSE_SCENARIOS = [
+    Scenario("expose-nothing", None, actual=(200, (STAR, *CUSTOM))),
+    Scenario("expose-listed", None, actual=(200, (STAR, ("access-control-expose-headers", "X-A"), *CUSTOM))),
+    Scenario(
+        "expose-case-and-spaces", None, actual=(200, (STAR, ("access-control-expose-headers", "x-A ,, ETag"), *CUSTOM))
+    ),
+    Scenario("expose-star", None, actual=(200, (STAR, ("access-control-expose-headers", "*"), *CUSTOM))),
+    Scenario(
+        "expose-star-credentialed",
+        None,
+        actual=(200, (*CREDENTIALED, ("access-control-expose-headers", "*"), *CUSTOM)),
+        credentials=CRED,
+    ),
+    Scenario(
+        "expose-star-and-name-credentialed",
+        None,
+        actual=(200, (*CREDENTIALED, ("access-control-expose-headers", "*, x-b, set-cookie"), *CUSTOM)),
+        credentials=CRED,
+    ),
+]
+BY_ID = {scenario.id: scenario for scenario in [*SCENARIOS, *CACHE_SCENARIOS, *EXPOSE_SCENARIOS]}
 
 
 @dataclass
@@ -607,3 +631,21 @@ def test_preflight_cache_matches_chromium(harness: tuple[Any, str, list[str]], s
     verdict = _judge(scenario, legs[:1])[0]
     assert verdict.preflight and verdict.verdict == "allowed"
     assert (len(preflights) == 2) is (verdict.preflight_cache_seconds == 0)
+
+
+READABLE = """async ([url, credentials]) => [...(await fetch(url, {credentials})).headers.keys()]"""
+
+
+@pytest.mark.parametrize("scenario", EXPOSE_SCENARIOS, ids=[scenario.id for scenario in EXPOSE_SCENARIOS])
+def test_unexposed_headers_match_chromium(harness: tuple[Any, str, list[str]], scenario: Scenario) -> None:
+    """The header_not_exposed warning names exactly the app's response headers that page script cannot read."""
+    page, api_url, _ = harness
+    LEGS.pop(scenario.id, None)
+    readable = set(page.evaluate(READABLE, [f"{api_url}/s/{scenario.id}", scenario.credentials]))
+    verdict = _judge(scenario, LEGS[scenario.id])[0]
+    assert verdict.verdict == "allowed"
+    hidden = set(verdict.extra.get("unexposed_headers", []))
+    for name in ("x-a", "x-b", "etag"):
+        assert (name in readable) is (name not in hidden), name
+    assert "content-language" in readable and "set-cookie" not in readable
+    assert ("header_not_exposed" in [caveat.code for caveat in verdict.warnings]) is bool(hidden)
