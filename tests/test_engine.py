@@ -770,6 +770,17 @@ class TestWarnings:
         verdict = actual(headers, credentials="include")
         assert self.codes(verdict) == ["expose_wildcard_with_credentials", "header_not_exposed"]
 
+    def test_expose_star_credentials_unknown(self) -> None:
+        """With unknown credentials the verdict is the uncredentialed one: `*` exposes all, with a warning."""
+        verdict = actual(((ACAO, "*"), ("x-a", "1"), ("access-control-expose-headers", "*")), credentials=None)
+        assert "expose_wildcard_with_credentials" in self.codes(verdict)
+        assert "header_not_exposed" not in self.codes(verdict) and verdict.extra == {}
+
+    def test_unexposed_names_in_extra(self) -> None:
+        """The hidden header names are also available as data."""
+        verdict = actual(((ACAO, "*"), ("x-a", "1"), ("ETag", "v"), ("access-control-expose-headers", "x-b")))
+        assert verdict.extra == {"unexposed_headers": ["x-a", "etag"]}
+
     def test_missing_vary_origin(self) -> None:
         """An echoed ACAO without `Vary: Origin` can be replayed by a cache to another origin."""
         assert self.codes(actual(ECHO)) == ["missing_vary_origin"]

@@ -148,6 +148,12 @@ SCENARIOS = [
         preflight=(307, (*GOOD_PREFLIGHT, ("location", "/elsewhere"))),
     ),
     Scenario(
+        "pf-redirect-beats-missing-acao",
+        "PreflightDisallowedRedirect",
+        method="PUT",
+        preflight=(302, (("location", "/elsewhere"),)),
+    ),
+    Scenario(
         "pf-acam-not-tokens",
         "InvalidAllowMethodsPreflightResponse",
         method="PUT",
