@@ -258,6 +258,22 @@ SCENARIOS = [
     ),
     Scenario("xhr-missing-acao", "MissingAllowOriginHeader", actual=(200, ()), xhr=True),
     Scenario("xhr-pf-missing-acao", "PreflightMissingAllowOriginHeader", method="PUT", preflight=(200, ()), xhr=True),
+    Scenario("xhr-pf-acac-missing", "PreflightInvalidAllowCredentials", method="PUT", credentials=CRED, xhr=True),
+    Scenario(
+        "xhr-pf-wildcard",
+        "PreflightWildcardOriginNotAllowed",
+        method="PUT",
+        preflight=(200, (("access-control-allow-origin", "*"), ("access-control-allow-methods", "PUT"))),
+        credentials=CRED,
+        xhr=True,
+    ),
+    Scenario(
+        "xhr-redirected",
+        "MissingAllowOriginHeader",
+        actual=(302, (*ACAO_ECHO, ("location", "{path}/next"))),
+        hop=(200, ()),
+        xhr=True,
+    ),
     # Requests that pass.
     Scenario("simple-wildcard", None, actual=(200, (("access-control-allow-origin", "*"), ("x-total", "3")))),
     Scenario("simple-text-plain-post", None, method="POST", headers={"Content-Type": "text/plain;charset=utf-8"}),
