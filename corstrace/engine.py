@@ -476,6 +476,9 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
                 fix=_describe(exchange, credentialed, True)[1],
             )
     explanation, fix, decisive = _describe(exchange, finding, credentials == "include")
+    if preflight and finding.reason:
+        # The server log shows an OPTIONS and nothing after it; say why the actual request never comes.
+        explanation += f" The browser stops here: it never sends the actual `{_show(method)}` request."
     caveats, hidden = _caveats(exchange, finding, credentials)
     if if_credentialed is not None:
         # Never a silent guess: say which mode the verdict assumes and what the other one does.

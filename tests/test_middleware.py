@@ -113,6 +113,7 @@ def test_preflight_for_a_method_not_allowed_explains_starlettes_400(logs: list[d
     assert event["layer"] == "CORSMiddleware"
     assert "PUT is not in allow_methods" in event["explanation"] and "(the default)" in event["explanation"]
     assert "It does not have HTTP ok status" in event["explanation"]
+    assert "it never sends the actual `PUT` request" in event["explanation"]
     assert event["fix"] == (
         'app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"], allow_methods=["GET", "PUT"])'
     )
