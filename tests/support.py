@@ -30,6 +30,26 @@ CHROMIUM_FLAGS = [
 ]
 
 
+def http_scope(
+    method: str, path: str, headers: list[tuple[bytes, bytes]], *, query: bytes = b"", host: bytes = b"api.test"
+) -> dict[str, Any]:
+    """A raw ASGI HTTP scope as uvicorn builds it, for harnesses that call the app directly."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", host), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": (host.decode(), 80),
+    }
+
+
 def chromium_path() -> str | None:
     """The Chromium binary to drive, or None when none is installed."""
     for candidate in (os.environ.get("CORSTRACE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):

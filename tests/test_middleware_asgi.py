@@ -17,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message
 
 from corstrace import CORSTraceMiddleware
+from tests.support import http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -72,20 +73,7 @@ async def call(
 ) -> list[Message]:
     """Run one HTTP request through ``app`` and return every message it sent (exceptions become a marker)."""
     path, _, query = path.partition("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"api.test"), *headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("api.test", 80),
-    }
+    scope = http_scope(method, path, headers, query=query.encode())
     sent: list[Message] = []
     received = False
 
@@ -172,18 +160,7 @@ async def test_streaming_response_delivers_first_chunk_before_the_stream_ends() 
         return StreamingResponse(events(), media_type="text/event-stream")
 
     app = CORSTraceMiddleware(CORSMiddleware(Starlette(routes=[Route("/sse", sse)]), allow_origins=[FRONTEND]))
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/sse",
-        "raw_path": b"/sse",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"api.test"), (b"origin", FRONTEND.encode())],
-        "client": ("127.0.0.1", 1),
-        "server": ("api.test", 80),
-    }
+    scope = http_scope("GET", "/sse", [(b"origin", FRONTEND.encode())])
     bodies: list[bytes] = []
 
     async def receive() -> Message:
@@ -262,18 +239,7 @@ async def test_client_disconnect_mid_stream_is_recorded() -> None:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     app = CORSTraceMiddleware(CORSMiddleware(Starlette(routes=[Route("/sse", endless)]), allow_origins=[FRONTEND]))
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/sse",
-        "raw_path": b"/sse",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"api.test"), (b"origin", FRONTEND.encode())],
-        "client": ("127.0.0.1", 1),
-        "server": ("api.test", 80),
-    }
+    scope = http_scope("GET", "/sse", [(b"origin", FRONTEND.encode())])
     chunks = 0
     gone = anyio.Event()
 
