@@ -27,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 from corstrace import __version__
 from corstrace._messages import chromium_message
 from corstrace.engine import (
+    Headers,
     Outcome,
     Request,
     Response,
@@ -37,7 +38,6 @@ from corstrace.engine import (
     serialize_origin,
 )
 
-Headers = tuple[tuple[str, str], ...]
 LegKind = Literal["preflight", "actual"]
 
 # Fetch: "If request's redirect count is 20, return a network error."

@@ -29,9 +29,8 @@ from corstrace import _output, _term
 from corstrace._check import Exchange, Leg, normalize_method, resolve_location
 from corstrace._fetch import is_page_settable
 from corstrace._redact import redact_url
-from corstrace.engine import Request, Response, evaluate, serialize_origin
+from corstrace.engine import Headers, Request, Response, evaluate, serialize_origin
 
-Headers = tuple[tuple[str, str], ...]
 ItemState = Literal["allowed", "blocked", "unjudged"]
 
 # Fetch modes whose responses the browser CORS-checks; other cross-origin requests (images,

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from corstrace import _output
-from corstrace._check import Answer, CheckError, Exchange, Headers, Send, client_sender, run_exchange
-from corstrace.engine import Verdict
+from corstrace._check import Answer, CheckError, Exchange, Send, client_sender, run_exchange
+from corstrace.engine import Headers, Verdict
 
 __all__ = ["CORSResult", "CheckError", "assert_cors_allowed", "assert_cors_blocked", "check_cors"]
 
