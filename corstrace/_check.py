@@ -41,6 +41,7 @@ from corstrace.engine import (
 LegKind = Literal["preflight", "actual"]
 
 # Fetch: "If request's redirect count is 20, return a network error."
+_BODY_SNIPPET = 512
 MAX_REDIRECTS = 20
 DEFAULT_TIMEOUT = 10.0
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -63,6 +64,18 @@ class Answer(NamedTuple):
     status: int
     headers: Headers
     sent_headers: Headers
+    # The start of the body: Starlette's CORSMiddleware says in it what it refused ("Disallowed CORS headers").
+    body: bytes = b""
+
+
+def answer_from(response: Any, request: Any) -> Answer:
+    """An :class:`Answer` from an httpx response and the request that went on the wire."""
+    return Answer(
+        response.status_code,
+        tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers.raw),
+        tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw),
+        response.content[:_BODY_SNIPPET],
+    )
 
 
 # send(method, url, headers, with_cookies) -> Answer. `with_cookies` is False for preflights and
@@ -214,6 +227,9 @@ def run_exchange(
                 Leg("preflight", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from)
             )
             if verdict.verdict == "blocked":
+                refused = _starlette_refusal(answer)
+                if refused:
+                    notes.append(refused)
                 break
         request_headers = actual_headers(sent_origin, current_url, current_headers)
         answer = send(current_method, current_url, request_headers, credentials)
@@ -246,6 +262,33 @@ def run_exchange(
             current_headers = _drop_on_cross_origin_hop(current_headers, current_url, follow, notes)
         current_url = follow
     return Exchange(url, origin, normalize_method(method), credentials, tuple(legs), tuple(notes))
+
+
+# Starlette's CORSMiddleware answers a refused preflight 400 "Disallowed CORS <what>, <what>".
+_STARLETTE_OPTIONS = {
+    "origin": "add the page's origin to `allow_origins`",
+    "method": "add the method to `allow_methods`",
+    "headers": "add the requested headers to `allow_headers`",
+    "private-network": "set `allow_private_network=True`",
+}
+
+
+def _starlette_refusal(answer: Answer) -> str | None:
+    """What a Starlette server's 400 preflight body says it refused, which Chrome's message hides."""
+    text = answer.body.decode("latin-1", "replace").strip()
+    if answer.status != 400 or not text.startswith("Disallowed CORS "):
+        return None
+    what = [part.strip() for part in text.removeprefix("Disallowed CORS ").split(",")]
+    fixes = [_STARLETTE_OPTIONS[part] for part in what if part in _STARLETTE_OPTIONS]
+    if not fixes:
+        return None
+    return (
+        f"The preflight's body says `{text[:100]}`: Starlette's CORSMiddleware refused the "
+        + ", ".join(what)
+        + " (Chrome only says 'It does not have HTTP ok status'). In its configuration, "
+        + "; ".join(fixes)
+        + "."
+    )
 
 
 def _location(answer: Answer) -> str | None:
@@ -397,11 +440,7 @@ def client_sender(client: Any, *, keep_jar: bool) -> Send:
         response = client.send(request, follow_redirects=False)
         if not keep_jar:
             client.cookies.clear()
-        return Answer(
-            response.status_code,
-            tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers.raw),
-            tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw),
-        )
+        return answer_from(response, request)
 
     return send
 

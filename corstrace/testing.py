@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corstrace import _output
-from corstrace._check import Answer, CheckError, Exchange, Send, client_sender, run_exchange
+from corstrace._check import Answer, CheckError, Exchange, Send, answer_from, client_sender, run_exchange
 from corstrace.engine import Headers, Verdict
 
 __all__ = ["CORSResult", "CheckError", "assert_cors_allowed", "assert_cors_blocked", "check_cors"]
@@ -152,11 +152,7 @@ def _asgi_sender(app: Callable[..., Awaitable[None]]) -> Send:
         async with httpx.AsyncClient(transport=transport) as client:
             request = client.build_request(method, url, headers=list(headers))
             response = await client.send(request, follow_redirects=False)
-        return Answer(
-            response.status_code,
-            tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers.raw),
-            tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw),
-        )
+        return answer_from(response, request)
 
     def send(method: str, url: str, headers: Headers, with_cookies: bool) -> Answer:
         # No cookie jar here: the only cookies are a Cookie header the test passes in `headers`.

@@ -410,3 +410,22 @@ def test_subprocess_unreachable_host_exits_2_without_traceback() -> None:
         )
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.count("\n") == 1 and "connection refused" in result.stderr
+
+
+def test_starlettes_refused_preflight_body_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
+    """Against a real Starlette CORSMiddleware, the 400's body names what was refused and the option to change."""
+    from fastapi import FastAPI
+    from fastapi.middleware.cors import CORSMiddleware
+
+    app = FastAPI()
+
+    @app.put("/items/{item_id}")
+    def put_item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    app.add_middleware(CORSMiddleware, allow_origins=[ORIGIN], allow_headers=["Content-Type"])
+    with run_server(app) as url:
+        code, out, _ = _check_cli(capsys, url + "/items/1", "--origin", ORIGIN, "-X", "PUT", "-H", "X-Api-Key: k")
+    assert code == 1
+    assert "Starlette's CORSMiddleware refused the method, headers" in out
+    assert "add the method to `allow_methods`; add the requested headers to `allow_headers`" in out
