@@ -33,11 +33,11 @@ class Sizes:
     net_seconds: float
     flood: int
     stalled: int
-    engine: int
+    engine: float
 
 
-FULL = Sizes(rounds=15, requests=1000, net_rounds=3, net_seconds=5, flood=1_000_000, stalled=200_000, engine=20000)
-QUICK = Sizes(rounds=3, requests=200, net_rounds=1, net_seconds=1, flood=20_000, stalled=5_000, engine=2000)
+FULL = Sizes(rounds=15, requests=1000, net_rounds=3, net_seconds=5, flood=1_000_000, stalled=200_000, engine=1.0)
+QUICK = Sizes(rounds=3, requests=200, net_rounds=1, net_seconds=1, flood=20_000, stalled=5_000, engine=0.1)
 
 
 def machine() -> str:

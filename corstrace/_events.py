@@ -8,6 +8,7 @@ structlog: events render through whatever the application set up.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,21 @@ from typing import Any
 import structlog
 
 logger = structlog.get_logger("corstrace")
+
+# structlog's filtering wrapper classes (``make_filtering_bound_logger(level)`` returns one cached class per
+# level) mapped to the lowest level they let through. Only these classes are *known* to drop an event
+# before any processor runs; for any other wrapper class an event might be consumed, so it is built.
+_FILTERING_CLASSES: dict[type[Any], int] = {
+    structlog.make_filtering_bound_logger(level): level
+    for level in (logging.NOTSET, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+}
+_STRUCTLOG_CONFIG: Any
+try:
+    # structlog keeps its live configuration here; ``structlog.get_config()`` copies it into a new dict on
+    # every call (~0.3 µs), too slow for a per-request check. Fallback below if structlog ever moves it.
+    from structlog._config import _CONFIG as _STRUCTLOG_CONFIG
+except ImportError:  # pragma: no cover - depends on structlog's internals
+    _STRUCTLOG_CONFIG = None
 
 # A scanner sending random Origins, or a broken frontend in a loop, must not flood the logs: the first
 # blocked leg per (origin, method, path, reason) is logged, repeats within the window are counted, and
@@ -96,6 +112,25 @@ class Aggregator:
 def _trim(table: OrderedDict[Any, _Window]) -> None:
     while len(table) > MAX_KEYS:
         table.popitem(last=False)
+
+
+def debug_enabled() -> bool:
+    """False only when a ``debug`` event through :data:`logger` is certain to be dropped unseen.
+
+    Building a ``cors.allowed`` event costs far more than serving the request; in production structlog drops
+    it anyway. Decided from the wrapper class that will handle the call, looked up on every call (no cache to
+    invalidate): ``structlog.configure()`` and ``structlog.testing.capture_logs()`` take effect at once.
+    """
+    # With cache_logger_on_first_use, the proxy replaced its ``bind`` by one returning the cached logger.
+    bind = logger.__dict__.get("bind")
+    if bind is not None:
+        wrapper: Any = type(bind())
+    elif _STRUCTLOG_CONFIG is not None:
+        wrapper = _STRUCTLOG_CONFIG.default_wrapper_class
+    else:  # pragma: no cover - depends on structlog's internals
+        wrapper = structlog.get_config()["wrapper_class"]
+    min_level = _FILTERING_CLASSES.get(wrapper)
+    return min_level is None or min_level <= logging.DEBUG
 
 
 def emit(event: str, level: str, fields: dict[str, Any]) -> None:

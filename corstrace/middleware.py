@@ -16,12 +16,13 @@ import inspect
 import os
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corstrace import _config, _events
+from corstrace import engine as _engine
 from corstrace._exchange import Tracker
 from corstrace._inspector.hub import Hub
 from corstrace._inspector.server import Inspector
@@ -35,13 +36,36 @@ _ACRM = b"access-control-request-method"
 _DEFAULT_PORTS = {"http": ":80", "https": ":443", "ws": ":80", "wss": ":443"}
 _HANDSHAKE_STATUS = {"websocket.accept": 101, "websocket.close": 403, "websocket.http.response.start": 403}
 _CREDENTIAL_REASONS = ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials")
-_CREDENTIAL_REASONS = ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials")
 _MAX_INTERNAL_REPORTS = 64
 _TRACEBACK_FRAMES = 6
+# Distinct CORS-relevant header combinations remembered; a frontend produces a handful, a scanner many.
+_MAX_VERDICTS = 512
+_WS_SCHEMES = {"ws": "http", "wss": "https"}
+# The request headers the engine reads (it publishes the set; the fallback is a superset of today's).
+_KEY_REQUEST_HEADERS = frozenset(
+    name.encode("latin-1")
+    for name in getattr(
+        _engine,
+        "_REQUEST_HEADERS_READ",
+        (
+            "origin",
+            "cookie",
+            "sec-fetch-mode",
+            "sec-fetch-site",
+            "sec-fetch-dest",
+            "access-control-request-method",
+            "access-control-request-headers",
+            "access-control-request-private-network",
+        ),
+    )
+) | {b"origin", b"cookie"}
 
 
 class _Leg:
-    """Per-request state for one traced HTTP leg; lives for one request only."""
+    """Per-request state for one traced HTTP leg; lives for one request only.
+
+    Its bound ``send``/``receive`` methods wrap the server's: cheaper than two fresh closures per request.
+    """
 
     __slots__ = (
         "scope",
@@ -54,9 +78,11 @@ class _Leg:
         "outcome",
         "healed",
         "complete",
+        "_send",
+        "_receive",
     )
 
-    def __init__(self, scope: Scope, origin: str, host: str) -> None:
+    def __init__(self, scope: Scope, origin: str, host: str, receive: Receive, send: Send) -> None:
         self.scope = scope
         self.origin = origin
         self.host = host
@@ -68,6 +94,27 @@ class _Leg:
         self.outcome = "completed"
         self.healed = False
         self.complete = False
+        self._send = send
+        self._receive = receive
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            self.response_headers = list(message.get("headers", ()))
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+        try:
+            await self._send(message)
+        except OSError:
+            self.outcome = "client_disconnected"
+            raise
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.complete:
+            self.outcome = "client_disconnected"
+        return message
 
 
 class CORSTraceMiddleware:
@@ -120,6 +167,8 @@ class CORSTraceMiddleware:
         self._linted = False
         self._announced = False
         self._internal_reported: set[str] = set()
+        # (verdict, reason, requested method) by everything evaluate() reads to decide them: see _verdict_key.
+        self._verdicts: dict[tuple[Any, ...], tuple[str, str | None, str | None]] = {}
 
     # --- public helpers -------------------------------------------------------------------------
 
@@ -146,10 +195,30 @@ class CORSTraceMiddleware:
                 return
             if not self._linted:
                 self._startup(scope.get("app"))
-            if kind == "http":
-                await self._trace_http(scope, receive, send, origin.decode("latin-1"), _text(host))
-            else:
+            if kind != "http":
                 await self._trace_websocket(scope, receive, send, origin.decode("latin-1"), _text(host))
+                return
+            # The HTTP leg is traced inline rather than in a helper coroutine: one coroutine less per request.
+            leg = _Leg(scope, origin.decode("latin-1"), _text(host), receive, send)
+            try:
+                await self.app(scope, leg.receive, leg.send)
+            except Exception as exc:
+                leg.exception = exc
+                if leg.outcome == "completed":
+                    leg.outcome = "exception"
+                if self.heal_errors and leg.status is None:
+                    await self._heal(leg, receive, leg.send)
+                raise
+            except BaseException as exc:  # cancelled request task
+                leg.exception = exc
+                if leg.outcome == "completed":
+                    leg.outcome = "cancelled"
+                raise
+            finally:
+                try:
+                    self._record(leg)
+                except Exception as exc:  # a bug in corstrace never fails the request
+                    self._internal_error(exc)
         elif kind == "lifespan":
             self._startup(scope.get("app"))
             try:
@@ -159,50 +228,8 @@ class CORSTraceMiddleware:
         else:
             await self.app(scope, receive, send)
 
-    async def _trace_http(self, scope: Scope, receive: Receive, send: Send, origin: str, host: str) -> None:
-        leg = _Leg(scope, origin, host)
-
-        async def traced_send(message: Message) -> None:
-            kind = message["type"]
-            if kind == "http.response.start":
-                leg.status = message["status"]
-                leg.response_headers = list(message.get("headers", ()))
-            elif kind == "http.response.body" and not message.get("more_body", False):
-                leg.complete = True
-            try:
-                await send(message)
-            except OSError:
-                leg.outcome = "client_disconnected"
-                raise
-
-        async def traced_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.disconnect" and not leg.complete:
-                leg.outcome = "client_disconnected"
-            return message
-
-        try:
-            await self.app(scope, traced_receive, traced_send)
-        except Exception as exc:
-            leg.exception = exc
-            if leg.outcome == "completed":
-                leg.outcome = "exception"
-            if self.heal_errors and leg.status is None:
-                await self._heal(leg, receive, traced_send)
-            raise
-        except BaseException as exc:  # cancelled request task
-            leg.exception = exc
-            if leg.outcome == "completed":
-                leg.outcome = "cancelled"
-            raise
-        finally:
-            try:
-                self._record(leg)
-            except Exception as exc:  # a bug in corstrace never fails the request
-                self._internal_error(exc)
-
     async def _trace_websocket(self, scope: Scope, receive: Receive, send: Send, origin: str, host: str) -> None:
-        leg = _Leg(scope, origin, host)
+        leg = _Leg(scope, origin, host, receive, send)
         recorded = False
 
         async def traced_send(message: Message) -> None:
@@ -225,43 +252,100 @@ class CORSTraceMiddleware:
     def _record(self, leg: _Leg) -> None:
         scope = leg.scope
         now = time.time()
-        duration_ms = round((time.perf_counter() - leg.started) * 1000, 3)
-        request_headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"])
-        url = redact_url(_url(scope, leg.host))
         method = scope["method"]
-        preflight = method == "OPTIONS" and any(n == _ACRM for n, _ in scope["headers"])
-        base: dict[str, Any] = {
+        url = redact_url(_url(scope, leg.host))
+        preflight = method == "OPTIONS" and _has_header(scope["headers"], _ACRM)
+        status = leg.status
+        if leg.outcome in ("cancelled", "client_disconnected") and status is None:
+            base = self._base(leg, method, url, preflight)
+            base.update(exchange_id=self._tracker.new_id(), outcome=leg.outcome, status=None)
+            _events.emit("cors.aborted", "info", base)
+            return
+
+        # The verdict first, in its cheapest form: most legs are allowed and nobody reads their event.
+        redirected_from = None
+        exchange_id = ""
+        if not preflight:
+            link = self._tracker.actual(leg.origin, url, method, now)
+            exchange_id, redirected_from = link.exchange_id, link.redirected_from
+        verdict: Verdict | None = None
+        key = None
+        if redirected_from is None and (status is None or not 300 <= status < 400):
+            key = _verdict_key(scope, method, leg.host, status, leg.response_headers)
+        summary = self._verdicts.get(key) if key is not None else None
+        if summary is None:
+            verdict = self._evaluate(leg, method, url, preflight, redirected_from)
+            summary = (verdict.verdict, verdict.reason, verdict.requested_method)
+            if key is not None:
+                if len(self._verdicts) >= _MAX_VERDICTS:
+                    self._verdicts.clear()
+                self._verdicts[key] = summary
+        verdict_name, reason, requested_method = summary
+        if preflight:
+            exchange_id = self._tracker.preflight(
+                leg.origin, url, requested_method or "", verdict_name == "allowed", now
+            )
+        elif status is not None and 300 <= status < 400 and verdict_name == "allowed":
+            location = _location(_decoded(leg.response_headers or ()), url)
+            if location is not None:
+                self._tracker.redirect(exchange_id, leg.origin, url, location, method, now)
+
+        # Who reads this leg: the inspector, the blocked-event aggregator, or a structlog that keeps debug.
+        admission = None
+        if verdict_name == "blocked":
+            path = scope.get("root_path", "") + scope["path"]
+            admission = self._aggregator.admit(leg.origin, method, path, reason or "", now)
+            wanted = admission.log
+        else:
+            wanted = _events.debug_enabled()
+        if wanted or self._hub is not None:
+            if verdict is None:
+                verdict = self._evaluate(leg, method, url, preflight, redirected_from)
+            fields = self._fields(leg, verdict, method, url, preflight, exchange_id, redirected_from)
+            self._publish(fields, now)
+            if wanted:
+                self._log(fields, admission)
+        for stale in self._tracker.expired(now):
+            self._note(
+                stale.exchange_id,
+                "preflight_without_actual",
+                f"The preflight for {stale.method} {stale.url} from {stale.origin} passed, but the actual request "
+                "never arrived (the page may have been closed, or the request aborted).",
+                now,
+            )
+
+    def _evaluate(self, leg: _Leg, method: str, url: str, preflight: bool, redirected_from: str | None) -> Verdict:
+        request_headers = _decoded(leg.scope["headers"])
+        response = Response(leg.status, _decoded(leg.response_headers or ())) if leg.status is not None else None
+        if preflight:
+            return evaluate(Request(method, url, request_headers, preflight=True), response)
+        return evaluate(Request(method, url, request_headers, redirected_from=redirected_from), response)
+
+    def _base(self, leg: _Leg, method: str, url: str, preflight: bool) -> dict[str, Any]:
+        scope = leg.scope
+        return {
             "origin": leg.origin,
             "method": method,
             "url": url,
             "path": scope.get("root_path", "") + scope["path"],
             "preflight": preflight,
-            "duration_ms": duration_ms,
-            "request_headers": self._redactor.headers(request_headers),
+            "duration_ms": round((time.perf_counter() - leg.started) * 1000, 3),
+            "request_headers": self._redactor.headers(_decoded(scope["headers"])),
         }
-        if leg.outcome in ("cancelled", "client_disconnected") and leg.status is None:
-            base.update(exchange_id=self._tracker.new_id(), outcome=leg.outcome, status=None)
-            _events.emit("cors.aborted", "info", base)
-            return
 
-        response_headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in leg.response_headers or ())
-        response = Response(leg.status, response_headers) if leg.status is not None else None
-        redirected_from = None
-        if preflight:
-            verdict = evaluate(Request(method, url, request_headers, preflight=True), response)
-            exchange_id = self._tracker.preflight(
-                leg.origin, url, verdict.requested_method or "", verdict.verdict == "allowed", now
-            )
-        else:
-            link = self._tracker.actual(leg.origin, url, method, now)
-            exchange_id, redirected_from = link.exchange_id, link.redirected_from
-            verdict = evaluate(Request(method, url, request_headers, redirected_from=redirected_from), response)
-            location = _location(response_headers, url) if leg.status is not None and 300 <= leg.status < 400 else None
-            if location is not None and verdict.verdict == "allowed":
-                self._tracker.redirect(exchange_id, leg.origin, url, location, method, now)
-
+    def _fields(
+        self,
+        leg: _Leg,
+        verdict: Verdict,
+        method: str,
+        url: str,
+        preflight: bool,
+        exchange_id: str,
+        redirected_from: str | None,
+    ) -> dict[str, Any]:
+        """The full per-leg event (the README's contract); built only when someone reads it."""
         fields = verdict.as_dict()
-        fields.update(base)
+        fields.update(self._base(leg, method, url, preflight))
         fields.update(
             exchange_id=exchange_id,
             status=leg.status if leg.status is not None else 500,
@@ -270,7 +354,7 @@ class CORSTraceMiddleware:
             exception=None,
             healed=leg.healed,
             redirected_from=redirected_from,
-            response_headers=self._redactor.headers(response_headers),
+            response_headers=self._redactor.headers(_decoded(leg.response_headers or ())),
             websocket=False,
         )
         if leg.exception is not None and leg.outcome == "exception":
@@ -285,21 +369,13 @@ class CORSTraceMiddleware:
                     "without it the browser reports a CORS error.",
                 },
             ]
-        self._publish_and_log(fields, now)
-        for stale in self._tracker.expired(now):
-            self._note(
-                stale.exchange_id,
-                "preflight_without_actual",
-                f"The preflight for {stale.method} {stale.url} from {stale.origin} passed, but the actual request "
-                "never arrived (the page may have been closed, or the request aborted).",
-                now,
-            )
+        return fields
 
     def _record_websocket(self, leg: _Leg, accepted: bool) -> None:
         scope = leg.scope
         now = time.time()
         self._discover(scope.get("app"))
-        request_headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"])
+        request_headers = _decoded(scope["headers"])
         url = redact_url(_url(scope, leg.host))
         allowed_by_cors = None
         if self._settings is not None:
@@ -429,8 +505,8 @@ class CORSTraceMiddleware:
         if credentialed is not None and credentialed.reason in _CREDENTIAL_REASONS and fields.get("if_credentialed"):
             fields["if_credentialed"] = {**fields["if_credentialed"], "fix": _config.credentials_fix(settings)}
 
-    def _publish_and_log(self, fields: dict[str, Any], now: float) -> None:
-        self._publish(fields, now)
+    def _log(self, fields: dict[str, Any], admission: _events.Admission | None) -> None:
+        """Emit ``cors.blocked`` (``admission`` says the aggregator let it through) or ``cors.allowed``."""
         crash = fields["exception"]
         if crash is not None:
             # structlog's renderers treat `exception` as traceback text (ConsoleRenderer prints it as a
@@ -442,16 +518,12 @@ class CORSTraceMiddleware:
                 "exception_message": crash["message"],
                 "exception_where": crash["where"],
             }
-        if fields["verdict"] == "blocked":
-            admission = self._aggregator.admit(
-                fields["origin"], fields["method"], fields["path"], fields["reason"] or "", now
-            )
-            if admission.log:
-                if admission.suppressed:
-                    fields["repeats_suppressed"] = admission.suppressed
-                if admission.other_origins:
-                    fields["other_origins_suppressed"] = admission.other_origins
-                _events.emit("cors.blocked", "warning", fields)
+        if admission is not None:
+            if admission.suppressed:
+                fields["repeats_suppressed"] = admission.suppressed
+            if admission.other_origins:
+                fields["other_origins_suppressed"] = admission.other_origins
+            _events.emit("cors.blocked", "warning", fields)
         else:
             _events.emit("cors.allowed", "debug", fields)
 
@@ -581,8 +653,52 @@ def _same_origin(origin: bytes, host: bytes | None, scheme: str) -> bool:
     return bool(default) and host.endswith(default) and rest == host[: -len(default)]
 
 
+def _has_header(headers: Iterable[tuple[bytes, bytes]], wanted: bytes) -> bool:
+    for name, _ in headers:
+        if name == wanted:
+            return True
+    return False
+
+
+def _decoded(headers: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    return tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers)
+
+
+def _verdict_key(
+    scope: Scope, method: str, host: str, status: int | None, response_headers: Sequence[tuple[bytes, bytes]] | None
+) -> tuple[Any, ...] | None:
+    """Everything ``evaluate()`` reads to decide the verdict, the reason and the requested method; None if unsure.
+
+    Two legs with equal keys get the same decision (tests/test_middleware_fastpath.py checks it against
+    evaluate() on random legs): the method, this server's own origin (scheme and Host, for the same-origin
+    test), whether a Cookie was sent, the other request headers the engine reads, and the response's status,
+    ``Access-Control-*`` and ``Location`` headers. The path, the other headers and the cookie's value only
+    change the wording, which is built when someone reads the event.
+    """
+    raw_path = scope.get("raw_path")
+    if not host or not (raw_path.startswith(b"/") if raw_path else scope["path"].startswith("/")):
+        return None  # the URL's origin would not be scheme://Host alone
+    cookie = False
+    request: list[bytes] = []
+    # ASGI servers lower-case request header names (the spec requires it; __call__ relies on it for Origin).
+    names = _KEY_REQUEST_HEADERS
+    for name, value in scope["headers"]:
+        if name in names:
+            if name == b"cookie":
+                cookie = True
+            else:
+                request += (name, value)
+    response: list[bytes] = []
+    # Response names come from the app: lower-case them, as the engine does.
+    for name, value in response_headers or ():
+        name = name.lower()
+        if name.startswith(b"access-control-") or name == b"location":
+            response += (name, value)
+    return (method, scope["scheme"], host, cookie, tuple(request), status, tuple(response))
+
+
 def _url(scope: Scope, host: str) -> str:
-    scheme = {"ws": "http", "wss": "https"}.get(scope["scheme"], scope["scheme"])
+    scheme = _WS_SCHEMES.get(scope["scheme"], scope["scheme"])
     if not host:
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else "localhost"

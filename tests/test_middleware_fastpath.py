@@ -1,0 +1,227 @@
+"""The middleware's cheap paths never change what it reports.
+
+- ``_verdict_key``: legs with equal keys get the same verdict, reason and requested method from ``evaluate()``,
+  whatever else differs (path, query, other headers, the cookie's value): that is what lets the middleware
+  remember decisions instead of re-running the engine.
+- ``_events.debug_enabled``: False only when structlog is certain to drop a debug event, and it follows
+  ``structlog.configure()`` and ``capture_logs()`` at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+from structlog.testing import capture_logs
+
+from corstrace import CORSTraceMiddleware, _events
+from corstrace._redact import redact_url
+from corstrace.engine import Request, Response, evaluate
+from corstrace.middleware import _decoded, _has_header, _url, _verdict_key
+
+ORIGINS = [
+    "http://localhost:3000",
+    "https://localhost:3000",
+    "http://127.0.0.1:8000",
+    "null",
+    " http://localhost:3000",
+    "http://LOCALHOST:3000",
+    "http://evil.example",
+]
+HOSTS = ["127.0.0.1:8000", "localhost:3000", "api.example"]
+KEY_REQUEST = {
+    "origin": st.sampled_from(ORIGINS),
+    "sec-fetch-mode": st.sampled_from(["cors", "no-cors", "navigate", "same-origin"]),
+    "access-control-request-method": st.sampled_from(["PUT", "GET", "post", "DELETE", "PUT "]),
+    "access-control-request-headers": st.sampled_from(["content-type", "x-a, authorization", "X-B,content-type", ""]),
+    "access-control-request-private-network": st.just("true"),
+}
+VALUES = st.sampled_from(["*", "http://localhost:3000", "http://evil.example", "true", "GET, PUT", "PUT", "", "a b"])
+RESPONSE_NAMES = [
+    "access-control-allow-origin",
+    "Access-Control-Allow-Origin",
+    "access-control-allow-credentials",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "access-control-max-age",
+    "access-control-expose-headers",
+    "location",
+    "vary",
+    "content-type",
+]
+OTHER_REQUEST = [
+    "user-agent",
+    "accept",
+    "referer",
+    "authorization",
+    "content-type",
+    "x-requested-with",
+    "sec-fetch-site",
+]
+
+
+@st.composite
+def legs(draw: st.DrawFn) -> tuple[dict[str, Any], int | None, list[tuple[bytes, bytes]]]:
+    method = draw(st.sampled_from(["GET", "POST", "PUT", "OPTIONS", "OPTIONS", "DELETE"]))
+    headers: list[tuple[bytes, bytes]] = [(b"host", draw(st.sampled_from(HOSTS)).encode())]
+    for name, values in KEY_REQUEST.items():
+        for _ in range(draw(st.integers(0, 2 if name == "origin" else 1))):
+            headers.append((name.encode(), draw(values).encode()))
+    if draw(st.booleans()):
+        headers.append((b"cookie", b"session=abc"))
+    headers = draw(st.permutations(headers))
+    status = draw(st.sampled_from([200, 204, 400, 403, 500, None]))
+    response = [
+        (name.encode(), draw(VALUES).encode())
+        for name in draw(st.lists(st.sampled_from(RESPONSE_NAMES), max_size=6))
+        if status is not None
+    ]
+    scope = {
+        "type": "http",
+        "method": method,
+        "scheme": draw(st.sampled_from(["http", "https"])),
+        "server": ("127.0.0.1", 8000),
+        "root_path": "",
+        "path": "/items/1",
+        "raw_path": b"/items/1",
+        "query_string": b"",
+        "headers": headers,
+    }
+    return scope, status, response
+
+
+def _perturbed(scope: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
+    """The same leg as far as the key goes: another path and query, other headers, another cookie value."""
+    path = data.draw(st.sampled_from(["/", "/items/2", "/a/b/c", "/x%20y"]))
+    headers = [(n, b"session=" + data.draw(st.binary(max_size=8)).hex().encode()) if n == b"cookie" else (n, v)
+               for n, v in scope["headers"]]  # fmt: skip
+    for name in data.draw(st.lists(st.sampled_from(OTHER_REQUEST), max_size=4)):
+        headers.insert(data.draw(st.integers(0, len(headers))), (name.encode(), b"anything"))
+    query = data.draw(st.sampled_from([b"", b"page=2", b"token=secret"]))
+    return {**scope, "path": path, "raw_path": path.encode(), "query_string": query, "headers": headers}
+
+
+def _summary(scope: dict[str, Any], status: int | None, response: list[tuple[bytes, bytes]]) -> tuple[Any, ...]:
+    """What the middleware would get from evaluate() for this leg (built the way _record builds it)."""
+    host = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"host"), "")
+    url = redact_url(_url(scope, host))
+    method = scope["method"]
+    preflight = method == "OPTIONS" and _has_header(scope["headers"], b"access-control-request-method")
+    answer = Response(status, _decoded(response)) if status is not None else None
+    if preflight:
+        verdict = evaluate(Request(method, url, _decoded(scope["headers"]), preflight=True), answer)
+    else:
+        verdict = evaluate(Request(method, url, _decoded(scope["headers"])), answer)
+    return verdict.verdict, verdict.reason, verdict.requested_method
+
+
+def _key(scope: dict[str, Any], status: int | None, response: list[tuple[bytes, bytes]]) -> tuple[Any, ...] | None:
+    host = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"host"), "")
+    return _verdict_key(scope, scope["method"], host, status, response)
+
+
+@settings(max_examples=600, deadline=None)
+@given(leg=legs(), data=st.data())
+def test_equal_keys_mean_equal_decisions(
+    leg: tuple[dict[str, Any], int | None, list[tuple[bytes, bytes]]], data: st.DataObject
+) -> None:
+    scope, status, response = leg
+    other = _perturbed(scope, data)
+    key = _key(scope, status, response)
+    assert key is not None
+    assert _key(other, status, response) == key
+    assert _summary(other, status, response) == _summary(scope, status, response)
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=legs(), second=legs())
+def test_keys_collide_only_for_equal_decisions(
+    first: tuple[dict[str, Any], int | None, list[tuple[bytes, bytes]]],
+    second: tuple[dict[str, Any], int | None, list[tuple[bytes, bytes]]],
+) -> None:
+    if _key(*first) == _key(*second):
+        assert _summary(*first) == _summary(*second)
+
+
+def test_a_path_that_is_not_absolute_is_never_keyed() -> None:
+    scope = {"method": "OPTIONS", "scheme": "http", "path": "*", "raw_path": b"*", "headers": []}
+    assert _verdict_key(scope, "OPTIONS", "127.0.0.1:8000", 200, []) is None
+    assert _verdict_key({**scope, "raw_path": b"/x"}, "OPTIONS", "", 200, []) is None
+
+
+# --- debug_enabled ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_structlog() -> Iterator[None]:
+    saved = structlog.get_config()
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        _events.logger.__dict__.pop("bind", None)
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_debug_enabled_follows_the_configuration() -> None:
+    structlog.reset_defaults()
+    assert _events.debug_enabled()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    assert not _events.debug_enabled()
+    with capture_logs():
+        assert not _events.debug_enabled()  # capture_logs only swaps processors: debug is still dropped
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    assert _events.debug_enabled()
+    # Any other wrapper class may keep debug events (stdlib logging decides later): treated as enabled.
+    structlog.configure(wrapper_class=structlog.stdlib.BoundLogger)
+    assert _events.debug_enabled()
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_debug_enabled_follows_a_logger_cached_on_first_use() -> None:
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING), cache_logger_on_first_use=True
+    )
+    _events.logger.warning("first use caches the filtering logger")
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    assert not _events.debug_enabled()  # the cached logger still drops debug, so nothing is built
+
+
+def _app() -> Any:
+    app = Starlette(routes=[Route("/items", lambda request: PlainTextResponse("ok"))])
+    app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"])
+    app.add_middleware(CORSTraceMiddleware, inspector=False)
+    return app
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_filtered_debug_changes_no_event_that_is_logged() -> None:
+    """Blocked events are identical whether debug is kept or dropped; allowed ones are simply not built."""
+
+    def run() -> list[dict[str, Any]]:
+        with TestClient(_app()) as client, capture_logs() as logs:
+            for origin in ("http://localhost:3000", "http://evil.example", "http://localhost:3000"):
+                client.get("/items", headers={"Origin": origin})
+                client.options("/items", headers={"Origin": origin, "Access-Control-Request-Method": "GET"})
+        for entry in logs:
+            entry.pop("duration_ms", None)
+            entry.pop("exchange_id", None)
+        return logs
+
+    structlog.reset_defaults()
+    everything = run()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    filtered = run()
+    assert [e["event"] for e in everything].count("cors.allowed") == 4
+    assert filtered == [e for e in everything if e["log_level"] != "debug"]
+    assert {e["event"] for e in filtered} == {"cors.blocked"}
