@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import time
 import traceback
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,7 @@ _MAX_INTERNAL_REPORTS = 64
 _TRACEBACK_FRAMES = 6
 # Distinct CORS-relevant header combinations remembered; a frontend produces a handful, a scanner many.
 _MAX_VERDICTS = 512
+_MAX_PLAIN_NAMES = 1024
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
 # The request headers the engine reads (it publishes the set; the fallback is a superset of today's).
 _KEY_REQUEST_HEADERS = frozenset(
@@ -80,6 +82,8 @@ class _Leg:
         "complete",
         "_send",
         "_receive",
+        "_request_text",
+        "_response_text",
     )
 
     def __init__(self, scope: Scope, origin: str, host: str, receive: Receive, send: Send) -> None:
@@ -96,6 +100,20 @@ class _Leg:
         self.complete = False
         self._send = send
         self._receive = receive
+        self._request_text: tuple[tuple[str, str], ...] | None = None
+        self._response_text: tuple[tuple[str, str], ...] | None = None
+
+    def request_text(self) -> tuple[tuple[str, str], ...]:
+        """The request headers decoded (once: the verdict and the event both need them)."""
+        if self._request_text is None:
+            self._request_text = _decoded(self.scope["headers"])
+        return self._request_text
+
+    def response_text(self) -> tuple[tuple[str, str], ...]:
+        """The response headers decoded (once)."""
+        if self._response_text is None:
+            self._response_text = _decoded(self.response_headers or ())
+        return self._response_text
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -169,6 +187,9 @@ class CORSTraceMiddleware:
         self._internal_reported: set[str] = set()
         # (verdict, reason, requested method) by everything evaluate() reads to decide them: see _verdict_key.
         self._verdicts: dict[tuple[Any, ...], tuple[str, str | None, str | None]] = {}
+        # Header names Redactor never redacts, and the credentials fix for the app's settings (both constant).
+        self._plain_names: set[str] = set()
+        self._credentials_fix: tuple[_config.Settings, str] | None = None
 
     # --- public helpers -------------------------------------------------------------------------
 
@@ -286,7 +307,7 @@ class CORSTraceMiddleware:
                 leg.origin, url, requested_method or "", verdict_name == "allowed", now
             )
         elif status is not None and 300 <= status < 400 and verdict_name == "allowed":
-            location = _location(_decoded(leg.response_headers or ()), url)
+            location = _location(leg.response_text(), url)
             if location is not None:
                 self._tracker.redirect(exchange_id, leg.origin, url, location, method, now)
 
@@ -315,11 +336,25 @@ class CORSTraceMiddleware:
             )
 
     def _evaluate(self, leg: _Leg, method: str, url: str, preflight: bool, redirected_from: str | None) -> Verdict:
-        request_headers = _decoded(leg.scope["headers"])
-        response = Response(leg.status, _decoded(leg.response_headers or ())) if leg.status is not None else None
+        request_headers = leg.request_text()
+        response = Response(leg.status, leg.response_text()) if leg.status is not None else None
         if preflight:
             return evaluate(Request(method, url, request_headers, preflight=True), response)
         return evaluate(Request(method, url, request_headers, redirected_from=redirected_from), response)
+
+    def _redacted(self, pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
+        """``Redactor.headers(pairs)``, remembering the names that are never secret (most of them)."""
+        plain = self._plain_names
+        redactor = self._redactor
+        out: list[list[str]] = []
+        for name, value in pairs:
+            if name in plain:
+                out.append([name, value])
+                continue
+            out.append([name, redactor.value(name, value)])
+            if len(plain) < _MAX_PLAIN_NAMES and not redactor.is_sensitive(name):
+                plain.add(name)
+        return out
 
     def _base(self, leg: _Leg, method: str, url: str, preflight: bool) -> dict[str, Any]:
         scope = leg.scope
@@ -330,7 +365,7 @@ class CORSTraceMiddleware:
             "path": scope.get("root_path", "") + scope["path"],
             "preflight": preflight,
             "duration_ms": round((time.perf_counter() - leg.started) * 1000, 3),
-            "request_headers": self._redactor.headers(_decoded(scope["headers"])),
+            "request_headers": self._redacted(leg.request_text()),
         }
 
     def _fields(
@@ -354,7 +389,7 @@ class CORSTraceMiddleware:
             exception=None,
             healed=leg.healed,
             redirected_from=redirected_from,
-            response_headers=self._redactor.headers(_decoded(leg.response_headers or ())),
+            response_headers=self._redacted(leg.response_text()),
             websocket=False,
         )
         if leg.exception is not None and leg.outcome == "exception":
@@ -444,10 +479,9 @@ class CORSTraceMiddleware:
                     )
                 else:
                     fields["explanation"] = (
-                        # The engine's explanation says the same from the browser's side: replaced, not appended.
                         f"The app raised {crash} before any response started. The outer ServerErrorMiddleware "
                         "answers with a 500 that never passes through CORSMiddleware, so it has no CORS headers: "
-                        f"the page never sees the 500, the browser reports {verdict.reason} instead."
+                        f"the browser reports {verdict.reason} instead of the 500. " + verdict.explanation
                     )
             fields["fix"] = (
                 f"Fix the {exception['type']} raised{where}. To let the page read such 500s, wrap the whole app so "
@@ -501,10 +535,17 @@ class CORSTraceMiddleware:
                 fields["fix"] = cause.fix
         # Missing Access-Control-Allow-Credentials is always a server setting: say which one.
         if verdict.reason in _CREDENTIAL_REASONS:
-            fields["fix"] = _config.credentials_fix(settings)
+            fields["fix"] = self._credentials_fix_for(settings)
         credentialed = verdict.if_credentialed
         if credentialed is not None and credentialed.reason in _CREDENTIAL_REASONS and fields.get("if_credentialed"):
-            fields["if_credentialed"] = {**fields["if_credentialed"], "fix": _config.credentials_fix(settings)}
+            fields["if_credentialed"] = {**fields["if_credentialed"], "fix": self._credentials_fix_for(settings)}
+
+    def _credentials_fix_for(self, settings: _config.Settings) -> str:
+        # Settings are fixed once discovered; rendering the add_middleware call each leg cost more than the engine.
+        cached = self._credentials_fix
+        if cached is None or cached[0] is not settings:
+            cached = self._credentials_fix = (settings, _config.credentials_fix(settings))
+        return cached[1]
 
     def _log(self, fields: dict[str, Any], admission: _events.Admission | None) -> None:
         """Emit ``cors.blocked`` (``admission`` says the aggregator let it through) or ``cors.allowed``."""
@@ -722,7 +763,22 @@ def _location(headers: Sequence[tuple[str, str]], base: str) -> str | None:
 
 
 def _describe_exception(exc: BaseException) -> dict[str, Any]:
-    frames = traceback.extract_tb(exc.__traceback__)
+    if getattr(sys, "tracebacklimit", None) is None:
+        # Only the last frames are shown: looking up the source lines of the whole stack (a dozen framework
+        # frames under FastAPI) cost hundreds of µs per failed request.
+        # Start the traceback at its last _TRACEBACK_FRAMES entries, so extract_tb does exactly what it did.
+        start = exc.__traceback__
+        depth = 0
+        node = start
+        while node is not None:
+            depth += 1
+            node = node.tb_next
+        for _ in range(depth - _TRACEBACK_FRAMES):
+            assert start is not None
+            start = start.tb_next
+        frames = traceback.extract_tb(start)
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
     where = None
     if frames:
         last = frames[-1]
