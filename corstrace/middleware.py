@@ -274,27 +274,37 @@ class CORSTraceMiddleware:
         scope = leg.scope
         now = time.time()
         method = scope["method"]
-        url = redact_url(_url(scope, leg.host))
         preflight = method == "OPTIONS" and _has_header(scope["headers"], _ACRM)
         status = leg.status
         if leg.outcome in ("cancelled", "client_disconnected") and status is None:
+            url = redact_url(_url(scope, leg.host))
             base = self._base(leg, method, url, preflight)
             base.update(exchange_id=self._tracker.new_id(), outcome=leg.outcome, status=None)
             _events.emit("cors.aborted", "info", base)
             return
 
         # The verdict first, in its cheapest form: most legs are allowed and nobody reads their event.
+        tracker = self._tracker
+        # Nothing pending means nothing to link this leg to or to expire; the URL is then only needed for an
+        # event someone reads, and is built only for one.
+        pending = _tracker_pending(tracker)
+        url = redact_url(_url(scope, leg.host)) if pending or preflight else ""
         redirected_from = None
         exchange_id = ""
-        if not preflight:
-            link = self._tracker.actual(leg.origin, url, method, now)
+        if preflight:
+            pass
+        elif pending:
+            link = tracker.actual(leg.origin, url, method, now)
             exchange_id, redirected_from = link.exchange_id, link.redirected_from
+        else:
+            exchange_id = tracker.new_id()  # what actual() returns when no preflight or redirect is pending
         verdict: Verdict | None = None
         key = None
         if redirected_from is None and (status is None or not 300 <= status < 400):
             key = _verdict_key(scope, method, leg.host, status, leg.response_headers)
         summary = self._verdicts.get(key) if key is not None else None
         if summary is None:
+            url = url or redact_url(_url(scope, leg.host))
             verdict = self._evaluate(leg, method, url, preflight, redirected_from)
             summary = (verdict.verdict, verdict.reason, verdict.requested_method)
             if key is not None:
@@ -303,13 +313,12 @@ class CORSTraceMiddleware:
                 self._verdicts[key] = summary
         verdict_name, reason, requested_method = summary
         if preflight:
-            exchange_id = self._tracker.preflight(
-                leg.origin, url, requested_method or "", verdict_name == "allowed", now
-            )
+            exchange_id = tracker.preflight(leg.origin, url, requested_method or "", verdict_name == "allowed", now)
         elif status is not None and 300 <= status < 400 and verdict_name == "allowed":
+            url = url or redact_url(_url(scope, leg.host))
             location = _location(leg.response_text(), url)
             if location is not None:
-                self._tracker.redirect(exchange_id, leg.origin, url, location, method, now)
+                tracker.redirect(exchange_id, leg.origin, url, location, method, now)
 
         # Who reads this leg: the inspector, the blocked-event aggregator, or a structlog that keeps debug.
         admission = None
@@ -320,20 +329,22 @@ class CORSTraceMiddleware:
         else:
             wanted = _events.debug_enabled()
         if wanted or self._hub is not None:
+            url = url or redact_url(_url(scope, leg.host))
             if verdict is None:
                 verdict = self._evaluate(leg, method, url, preflight, redirected_from)
             fields = self._fields(leg, verdict, method, url, preflight, exchange_id, redirected_from)
             self._publish(fields, now)
             if wanted:
                 self._log(fields, admission)
-        for stale in self._tracker.expired(now):
-            self._note(
-                stale.exchange_id,
-                "preflight_without_actual",
-                f"The preflight for {stale.method} {stale.url} from {stale.origin} passed, but the actual request "
-                "never arrived (the page may have been closed, or the request aborted).",
-                now,
-            )
+        if pending or preflight:
+            for stale in tracker.expired(now):
+                self._note(
+                    stale.exchange_id,
+                    "preflight_without_actual",
+                    f"The preflight for {stale.method} {stale.url} from {stale.origin} passed, but the actual "
+                    "request never arrived (the page may have been closed, or the request aborted).",
+                    now,
+                )
 
     def _evaluate(self, leg: _Leg, method: str, url: str, preflight: bool, redirected_from: str | None) -> Verdict:
         request_headers = leg.request_text()
@@ -693,6 +704,12 @@ def _same_origin(origin: bytes, host: bytes | None, scheme: str) -> bool:
         return True
     default = _DEFAULT_PORTS.get(scheme, "").encode()
     return bool(default) and host.endswith(default) and rest == host[: -len(default)]
+
+
+def _tracker_pending(tracker: Tracker) -> bool:
+    """Whether the tracker holds a preflight or redirect a later leg could continue (or that could expire)."""
+    # Read directly: Tracker has no public "anything pending?" and this runs on every cross-origin leg.
+    return bool(tracker._preflights or tracker._redirects)
 
 
 def _has_header(headers: Iterable[tuple[bytes, bytes]], wanted: bytes) -> bool:
