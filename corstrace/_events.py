@@ -59,6 +59,10 @@ class Admission:
     other_origins: int = 0
 
 
+# Admissions are immutable: the flood's common answer is shared rather than built per blocked leg.
+_SUPPRESSED = Admission(False)
+
+
 class Aggregator:
     """Decides which blocked legs are logged; memory is bounded by MAX_KEYS whatever the traffic."""
 
@@ -75,7 +79,7 @@ class Aggregator:
         if seen is not None and now - seen.started < self.window:
             seen.suppressed += 1
             self._keys.move_to_end(key)
-            return Admission(False)
+            return _SUPPRESSED
         target_key = (method, path, reason)
         target = self._targets.get(target_key)
         if target is None or now - target.started >= self.window:
@@ -85,7 +89,7 @@ class Aggregator:
         elif target.origins >= MAX_ORIGINS_PER_TARGET and seen is None:
             target.other_origins += 1
             self._targets.move_to_end(target_key)
-            return Admission(False)
+            return _SUPPRESSED
         else:
             target.origins += 1
             other = 0
