@@ -20,6 +20,8 @@ from bench.apps import KINDS, VARIANTS, InspectorClient, build, call, configure_
 # The event loop gets a turn every YIELD_EVERY requests (in every variant alike), so the inspector's sender task
 # streams to its client during the measurement, as it would under a server.
 YIELD_EVERY = 20
+# Longer than the inspector's batch interval (50 ms).
+SETTLE_SECONDS = 0.06
 
 
 @dataclass
@@ -51,8 +53,13 @@ class InProcessResult:
 async def _time(app: ASGIApp, scope: Scope, n: int) -> float:
     """Mean µs per request over ``n`` requests."""
     sleep = asyncio.sleep
-    # Every batch starts from the same garbage-collector state, so a full collection triggered by the previous
-    # variant's garbage is not billed to this one.
+    # Let the previous batch's background work finish first (the inspector's sender wakes every 50 ms to
+    # stream what was queued), so it is not billed to this variant; and start every batch from the same
+    # garbage-collector state, so a collection caused by the previous variant's garbage is not either.
+    # Spin rather than sleep: an idle vCPU comes back slower, which would bill the wake-up to this batch.
+    settled = time.perf_counter() + SETTLE_SECONDS
+    while time.perf_counter() < settled:
+        await sleep(0)
     gc.collect()
     started = time.perf_counter()
     for i in range(n):
