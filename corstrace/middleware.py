@@ -490,9 +490,10 @@ class CORSTraceMiddleware:
                     )
                 else:
                     fields["explanation"] = (
+                        # The engine's explanation says the same from the browser's side: replaced, not appended.
                         f"The app raised {crash} before any response started. The outer ServerErrorMiddleware "
                         "answers with a 500 that never passes through CORSMiddleware, so it has no CORS headers: "
-                        f"the browser reports {verdict.reason} instead of the 500. " + verdict.explanation
+                        f"the page never sees the 500, the browser reports {verdict.reason} instead."
                     )
             fields["fix"] = (
                 f"Fix the {exception['type']} raised{where}. To let the page read such 500s, wrap the whole app so "
