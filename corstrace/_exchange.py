@@ -51,6 +51,11 @@ class Tracker:
         self._preflights: OrderedDict[tuple[str, str, str], _Pending] = OrderedDict()
         self._redirects: OrderedDict[str, _Pending] = OrderedDict()
 
+    @property
+    def pending(self) -> bool:
+        """Whether a preflight or redirect waits for a later leg (or may expire): else nothing can link."""
+        return bool(self._preflights or self._redirects)
+
     def new_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
 

@@ -23,13 +23,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corstrace import _config, _events
-from corstrace import engine as _engine
 from corstrace._exchange import Tracker
 from corstrace._inspector.hub import Hub
 from corstrace._inspector.server import Inspector
 from corstrace._inspector.token import inspector_enabled
 from corstrace._redact import Redactor, redact_url
-from corstrace.engine import Request, Response, Verdict, evaluate
+from corstrace.engine import _REQUEST_HEADERS_READ, Request, Response, Verdict, evaluate
 
 _ORIGIN = b"origin"
 _HOST = b"host"
@@ -43,24 +42,8 @@ _TRACEBACK_FRAMES = 6
 _MAX_VERDICTS = 512
 _MAX_PLAIN_NAMES = 1024
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
-# The request headers the engine reads (it publishes the set; the fallback is a superset of today's).
-_KEY_REQUEST_HEADERS = frozenset(
-    name.encode("latin-1")
-    for name in getattr(
-        _engine,
-        "_REQUEST_HEADERS_READ",
-        (
-            "origin",
-            "cookie",
-            "sec-fetch-mode",
-            "sec-fetch-site",
-            "sec-fetch-dest",
-            "access-control-request-method",
-            "access-control-request-headers",
-            "access-control-request-private-network",
-        ),
-    )
-) | {b"origin", b"cookie"}
+# The request headers evaluate() reads to decide (the engine keeps the list next to the code that reads them).
+_KEY_REQUEST_HEADERS = frozenset(name.encode("latin-1") for name in _REQUEST_HEADERS_READ)
 
 
 class _Leg:
@@ -287,16 +270,14 @@ class CORSTraceMiddleware:
         tracker = self._tracker
         # Nothing pending means nothing to link this leg to or to expire; the URL is then only needed for an
         # event someone reads, and is built only for one.
-        pending = _tracker_pending(tracker)
+        pending = tracker.pending
         url = redact_url(_url(scope, leg.host)) if pending or preflight else ""
         redirected_from = None
         exchange_id = ""
-        if preflight:
-            pass
-        elif pending:
+        if not preflight and pending:
             link = tracker.actual(leg.origin, url, method, now)
             exchange_id, redirected_from = link.exchange_id, link.redirected_from
-        else:
+        elif not preflight:
             exchange_id = tracker.new_id()  # what actual() returns when no preflight or redirect is pending
         verdict: Verdict | None = None
         key = None
@@ -705,12 +686,6 @@ def _same_origin(origin: bytes, host: bytes | None, scheme: str) -> bool:
         return True
     default = _DEFAULT_PORTS.get(scheme, "").encode()
     return bool(default) and host.endswith(default) and rest == host[: -len(default)]
-
-
-def _tracker_pending(tracker: Tracker) -> bool:
-    """Whether the tracker holds a preflight or redirect a later leg could continue (or that could expire)."""
-    # Read directly: Tracker has no public "anything pending?" and this runs on every cross-origin leg.
-    return bool(tracker._preflights or tracker._redirects)
 
 
 def _has_header(headers: Iterable[tuple[bytes, bytes]], wanted: bytes) -> bool:

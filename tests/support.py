@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import structlog
 import uvicorn
 
 CHROMIUM_FLAGS = [
@@ -89,3 +90,40 @@ def run_server(app: Any, *, host: str = "127.0.0.1", **config: Any) -> Iterator[
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+class EventLog(list[dict[str, Any]]):
+    """Captured structlog events, as ``structlog.testing.capture_logs`` gives them, that a test can wait for.
+
+    A server running in another thread logs after the browser already has its response; ``wait_for``
+    blocks on a condition the logging thread notifies instead of guessing with sleeps.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = threading.Condition()
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
+        with self._changed:
+            self.append({**event_dict, "log_level": method_name})
+            self._changed.notify_all()
+        raise structlog.DropEvent
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The events matching ``predicate`` once at least one has been logged (AssertionError after ``timeout``)."""
+        with self._changed:
+            found = self._changed.wait_for(lambda: [e for e in self if predicate(e)], timeout)
+        assert found, f"no matching event was logged within {timeout} s; got {[e.get('event') for e in self]}"
+        return list(found)
+
+
+@contextlib.contextmanager
+def captured_events() -> Iterator[EventLog]:
+    """Capture every structlog event (from any thread) for the duration of the block."""
+    log = EventLog()
+    previous = structlog.get_config()["processors"]
+    structlog.configure(processors=[log])
+    try:
+        yield log
+    finally:
+        structlog.configure(processors=previous)

@@ -7,13 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 from fastapi import FastAPI, Header
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse
 
 from corstrace import CORSTraceMiddleware
-from tests.support import run_server
+from tests.support import captured_events, run_server
 
 pytestmark = pytest.mark.browser
 
@@ -78,22 +77,24 @@ def test_events_match_what_chromium_printed(name: str, servers: tuple[str, str],
     page.goto(frontend + "/")
     console: list[str] = []
     page.on("console", lambda message: console.append(message.text))
-    with structlog.testing.capture_logs() as logs:
+    with captured_events() as logs:
         outcome = page.evaluate(
             f"""async () => {{
                 try {{ const r = await fetch({json.dumps(api + path)}, {options}); await r.text(); return "ok"; }}
                 catch (e) {{ return "blocked"; }}
             }}"""
         )
-    legs = [e for e in logs if e["event"] in ("cors.blocked", "cors.allowed")]
-    assert legs, "corstrace recorded nothing"
+        # The server logs a leg after the browser has its response: wait for the leg the page's request ends on.
+        legs = logs.wait_for(lambda e: e["event"] in ("cors.blocked", "cors.allowed") and e["path"] == path)
     last = legs[-1]
-    cors_lines = [line for line in console if "blocked by CORS policy" in line]
     if outcome == "ok":
-        assert cors_lines == []
+        assert [line for line in console if "blocked by CORS policy" in line] == []
         assert all(leg["verdict"] == "allowed" for leg in legs)
         return
-    (printed,) = cors_lines
+    if not any("blocked by CORS policy" in line for line in console):
+        # Console events may arrive after the fetch promise settled.
+        page.wait_for_event("console", lambda message: "blocked by CORS policy" in message.text, timeout=5000)
+    (printed,) = [line for line in console if "blocked by CORS policy" in line]
     if last["verdict"] == "blocked":
         assert printed == last["browser_message"]
     else:
@@ -107,9 +108,9 @@ def test_crash_event_names_the_exception_behind_the_cors_error(servers: tuple[st
     """The browser says MissingAllowOriginHeader; the event also carries the RuntimeError and its line."""
     frontend, api = servers
     page.goto(frontend + "/")
-    with structlog.testing.capture_logs() as logs:
+    with captured_events() as logs:
         page.evaluate(f"() => fetch({json.dumps(api + '/crash')}).catch(() => null)")
-    (event,) = [e for e in logs if e["event"] == "cors.blocked"]
+        (event,) = logs.wait_for(lambda e: e["event"] == "cors.blocked")
     assert event["reason"] == "MissingAllowOriginHeader"
     assert event["exception_type"] == "RuntimeError"
     assert event["exception_where"].startswith("tests/test_middleware_browser.py:")
@@ -119,11 +120,11 @@ def test_preflight_event_explains_what_starlette_refused(servers: tuple[str, str
     """Chrome says only 'not HTTP ok status'; the event names the refused header and the fix."""
     frontend, api = servers
     page.goto(frontend + "/")
-    with structlog.testing.capture_logs() as logs:
+    with captured_events() as logs:
         page.evaluate(
             f"() => fetch({json.dumps(api + '/me')}, {{headers: {{Authorization: 'Bearer x'}}}}).catch(() => null)"
         )
-    (event,) = [e for e in logs if e["event"] == "cors.blocked"]
+        (event,) = logs.wait_for(lambda e: e["event"] == "cors.blocked")
     assert event["preflight"] is True and event["reason"] == "PreflightInvalidStatus"
     assert "'authorization' not in allow_headers" in event["explanation"]
     assert 'allow_headers=["Content-Type", "Authorization"]' in event["fix"]
