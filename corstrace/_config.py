@@ -152,7 +152,7 @@ def discover(tracer: Any, app: Any) -> Topology | None:
 class Settings:
     """A read-only view of one CORSMiddleware's options, for explanations."""
 
-    __slots__ = ("cors", "kwargs", "is_default")
+    __slots__ = ("cors", "kwargs", "is_default", "credentials_fix")
 
     def __init__(self, cors: CORSMiddleware, kwargs: dict[str, Any] | None) -> None:
         self.cors = cors
@@ -162,6 +162,9 @@ class Settings:
         for name, value in raw.items():
             if name not in self.kwargs:
                 self.kwargs[name] = value
+        # The call that makes CORSMiddleware send `Access-Control-Allow-Credentials: true`. Rendered once:
+        # the options never change, and rendering per request cost more than judging it.
+        self.credentials_fix = self.call(allow_credentials=True)
 
     def shown(self, name: str) -> str:
         """The option's value as written, with "(the default)" when the user did not set it."""
@@ -312,11 +315,6 @@ def _fixed_origins(settings: Settings, origin: str) -> list[str]:
 
 def _title(header: str) -> str:
     return "-".join(part[:1].upper() + part[1:] for part in header.split("-"))
-
-
-def credentials_fix(settings: Settings) -> str:
-    """The call that makes CORSMiddleware send ``Access-Control-Allow-Credentials: true``."""
-    return settings.call(allow_credentials=True)
 
 
 def near_miss(origin: str, configured: str) -> str | None:

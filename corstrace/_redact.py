@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
+_MAX_PLAIN_NAMES = 1024
 
 # Header names whose values are secrets in practice; the value is replaced, the name (and so the
 # fact that a credentialed request happened) is kept, because CORS debugging needs it.
@@ -30,10 +31,12 @@ _SENSITIVE_QUERY = ("token", "secret", "password", "passwd", "key", "signature",
 class Redactor:
     """Replaces secret values; the configured extra names are matched case-insensitively."""
 
-    __slots__ = ("_names",)
+    __slots__ = ("_names", "_plain")
 
     def __init__(self, extra: Iterable[str] = ()) -> None:
         self._names = DEFAULT_SENSITIVE_HEADERS | {name.strip().lower() for name in extra}
+        # Names seen and found not sensitive (most of them): the substring scan runs once per name.
+        self._plain: set[str] = set()
 
     def is_sensitive(self, name: str) -> bool:
         lowered = name.lower()
@@ -49,7 +52,17 @@ class Redactor:
         return REDACTED
 
     def headers(self, pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
-        return [[name, self.value(name, value)] for name, value in pairs]
+        plain = self._plain
+        out: list[list[str]] = []
+        for name, value in pairs:
+            if name in plain:
+                out.append([name, value])
+                continue
+            out.append([name, self.value(name, value)])
+            # Bounded: a client sending random header names must not grow it without limit.
+            if len(plain) < _MAX_PLAIN_NAMES and not self.is_sensitive(name):
+                plain.add(name)
+        return out
 
 
 def redact_url(url: str) -> str:

@@ -40,7 +40,6 @@ _MAX_INTERNAL_REPORTS = 64
 _TRACEBACK_FRAMES = 6
 # Distinct CORS-relevant header combinations remembered; a frontend produces a handful, a scanner many.
 _MAX_VERDICTS = 512
-_MAX_PLAIN_NAMES = 1024
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
 # The request headers evaluate() reads to decide (the engine keeps the list next to the code that reads them).
 _KEY_REQUEST_HEADERS = frozenset(name.encode("latin-1") for name in _REQUEST_HEADERS_READ)
@@ -170,9 +169,6 @@ class CORSTraceMiddleware:
         self._internal_reported: set[str] = set()
         # (verdict, reason, requested method) by everything evaluate() reads to decide them: see _verdict_key.
         self._verdicts: dict[tuple[Any, ...], tuple[str, str | None, str | None]] = {}
-        # Header names Redactor never redacts, and the credentials fix for the app's settings (both constant).
-        self._plain_names: set[str] = set()
-        self._credentials_fix: tuple[_config.Settings, str] | None = None
 
     # --- public helpers -------------------------------------------------------------------------
 
@@ -334,20 +330,6 @@ class CORSTraceMiddleware:
             return evaluate(Request(method, url, request_headers, preflight=True), response)
         return evaluate(Request(method, url, request_headers, redirected_from=redirected_from), response)
 
-    def _redacted(self, pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
-        """``Redactor.headers(pairs)``, remembering the names that are never secret (most of them)."""
-        plain = self._plain_names
-        redactor = self._redactor
-        out: list[list[str]] = []
-        for name, value in pairs:
-            if name in plain:
-                out.append([name, value])
-                continue
-            out.append([name, redactor.value(name, value)])
-            if len(plain) < _MAX_PLAIN_NAMES and not redactor.is_sensitive(name):
-                plain.add(name)
-        return out
-
     def _base(self, leg: _Leg, method: str, url: str, preflight: bool) -> dict[str, Any]:
         scope = leg.scope
         return {
@@ -357,7 +339,7 @@ class CORSTraceMiddleware:
             "path": scope.get("root_path", "") + scope["path"],
             "preflight": preflight,
             "duration_ms": round((time.perf_counter() - leg.started) * 1000, 3),
-            "request_headers": self._redacted(leg.request_text()),
+            "request_headers": self._redactor.headers(leg.request_text()),
         }
 
     def _fields(
@@ -381,7 +363,7 @@ class CORSTraceMiddleware:
             exception=None,
             healed=leg.healed,
             redirected_from=redirected_from,
-            response_headers=self._redacted(leg.response_text()),
+            response_headers=self._redactor.headers(leg.response_text()),
             websocket=False,
         )
         if leg.exception is not None and leg.outcome == "exception":
@@ -528,17 +510,10 @@ class CORSTraceMiddleware:
                 fields["fix"] = cause.fix
         # Missing Access-Control-Allow-Credentials is always a server setting: say which one.
         if verdict.reason in _CREDENTIAL_REASONS:
-            fields["fix"] = self._credentials_fix_for(settings)
+            fields["fix"] = settings.credentials_fix
         credentialed = verdict.if_credentialed
         if credentialed is not None and credentialed.reason in _CREDENTIAL_REASONS and fields.get("if_credentialed"):
-            fields["if_credentialed"] = {**fields["if_credentialed"], "fix": self._credentials_fix_for(settings)}
-
-    def _credentials_fix_for(self, settings: _config.Settings) -> str:
-        # Settings are fixed once discovered; rendering the add_middleware call each leg cost more than the engine.
-        cached = self._credentials_fix
-        if cached is None or cached[0] is not settings:
-            cached = self._credentials_fix = (settings, _config.credentials_fix(settings))
-        return cached[1]
+            fields["if_credentialed"] = {**fields["if_credentialed"], "fix": settings.credentials_fix}
 
     def _log(self, fields: dict[str, Any], admission: _events.Admission | None) -> None:
         """Emit ``cors.blocked`` (``admission`` says the aggregator let it through) or ``cors.allowed``."""
