@@ -300,3 +300,34 @@ def test_websocket_handshake_from_a_foreign_origin_is_flagged(logs: list[dict[st
     assert event["websocket"] is True and event["status"] == 101
     assert event["log_level"] == "warning"
     assert event["warnings"][0]["code"] == "websocket_origin_unchecked"
+
+
+def _app_with_exception_handler(**trace: Any) -> FastAPI:
+    app = make_app(trace=trace)
+
+    @app.exception_handler(Exception)
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "custom handler"}, status_code=500)
+
+    return app
+
+
+def test_exception_handler_500_outside_cors_is_explained(logs: list[dict[str, Any]]) -> None:
+    """An Exception handler's 500 is sent by ServerErrorMiddleware, outside CORSMiddleware: no CORS headers."""
+    client = TestClient(_app_with_exception_handler(), raise_server_exceptions=False)
+    response = client.get("/crash", headers={"Origin": FRONTEND})
+    assert response.json() == {"error": "custom handler"}
+    assert "access-control-allow-origin" not in response.headers
+    (event,) = _legs(logs)
+    assert event["reason"] == "MissingAllowOriginHeader" and event["layer"] == "ServerErrorMiddleware"
+    assert event["exception_type"] == "RuntimeError"
+
+
+def test_heal_errors_keeps_the_apps_own_exception_handler_body(logs: list[dict[str, Any]]) -> None:
+    """Healing adds CORS headers to the response the app's own Exception handler builds, not a generic one."""
+    client = TestClient(_app_with_exception_handler(heal_errors=True), raise_server_exceptions=False)
+    response = client.get("/crash", headers={"Origin": FRONTEND})
+    assert response.status_code == 500 and response.json() == {"error": "custom handler"}
+    assert response.headers["access-control-allow-origin"] == FRONTEND
+    (event,) = _legs(logs)
+    assert event["healed"] is True
