@@ -610,12 +610,11 @@ class CORSTraceMiddleware:
                 self._hub.set_lint([finding.as_dict() for finding in findings])
             if self._inspector is not None and not self._announced:
                 self._announced = True
+                host, port = _cli_address(sys.argv)
+                url = self._inspector.url(host, port) if port else None
                 path = self._inspector.url("HOST", 0).split("HOST:0", 1)[-1]
-                _events.emit(
-                    "corstrace.inspector",
-                    "info",
-                    {"path": path, "message": f"corstrace inspector: open http://127.0.0.1:<port>{path}"},
-                )
+                shown = url or f"http://127.0.0.1:<port>{path}"
+                _events.emit("corstrace.inspector", "info", {"url": url, "path": path, "message": f"open {shown}"})
         except Exception as exc:
             self._internal_error(exc)
 
@@ -642,6 +641,28 @@ class CORSTraceMiddleware:
 
 
 # --- helpers ------------------------------------------------------------------------------------------
+
+
+def _cli_address(argv: Sequence[str]) -> tuple[str, int | None]:
+    """The host and port ``uvicorn``/``fastapi`` were started with, read from the command line.
+
+    The lifespan scope carries no address; for the usual ``uvicorn app:app --port 8001`` the command line
+    does. Any other launcher (``uvicorn.run(...)``, gunicorn) gives None: better no URL than a wrong one.
+    """
+    if not argv or os.path.basename(argv[0]) not in ("uvicorn", "fastapi") or {"--uds", "--fd"} & set(argv):
+        return "127.0.0.1", None
+    host, port = "127.0.0.1", 8000
+    for flag, value in zip(argv, argv[1:], strict=False):
+        if flag == "--host":
+            host = value
+        elif flag == "--port" and value.isdigit():
+            port = int(value)
+    for arg in argv:
+        if arg.startswith("--host="):
+            host = arg.split("=", 1)[1]
+        elif arg.startswith("--port=") and arg.split("=", 1)[1].isdigit():
+            port = int(arg.split("=", 1)[1])
+    return host, port
 
 
 def _text(value: bytes | None) -> str:

@@ -331,3 +331,33 @@ def test_heal_errors_keeps_the_apps_own_exception_handler_body(logs: list[dict[s
     assert response.headers["access-control-allow-origin"] == FRONTEND
     (event,) = _legs(logs)
     assert event["healed"] is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "address"),
+    [
+        (["/venv/bin/uvicorn", "main:app"], ("127.0.0.1", 8000)),
+        (["/venv/bin/uvicorn", "main:app", "--port", "8001", "--reload"], ("127.0.0.1", 8001)),
+        (["uvicorn", "main:app", "--host=0.0.0.0", "--port=9000"], ("0.0.0.0", 9000)),
+        (["fastapi", "dev", "main.py"], ("127.0.0.1", 8000)),
+        (["uvicorn", "main:app", "--uds", "/tmp/app.sock"], ("127.0.0.1", None)),
+        (["gunicorn", "main:app"], ("127.0.0.1", None)),
+        (["python", "serve.py"], ("127.0.0.1", None)),
+    ],
+)
+def test_startup_inspector_url_comes_from_the_command_line(argv: list[str], address: tuple[str, int | None]) -> None:
+    """The inspector URL logged at startup uses uvicorn's --host/--port, and no guess for other launchers."""
+    from corstrace.middleware import _cli_address
+
+    assert _cli_address(argv) == address
+
+
+def test_startup_announces_the_inspector_url(logs: list[dict[str, Any]], monkeypatch: Any) -> None:
+    """Under `uvicorn app --port 8001` the startup event carries the full inspector URL with its token."""
+    monkeypatch.setattr("sys.argv", ["/venv/bin/uvicorn", "main:app", "--port", "8001"])
+    monkeypatch.setenv("CORSTRACE_INSPECTOR_TOKEN", "tok")
+    with TestClient(make_app(trace={"inspector": True})):
+        pass
+    (event,) = [e for e in logs if e["event"] == "corstrace.inspector"]
+    assert event["url"] == "http://127.0.0.1:8001/_corstrace/?token=tok"
+    assert event["message"] == "open http://127.0.0.1:8001/_corstrace/?token=tok"
