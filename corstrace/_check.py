@@ -227,9 +227,12 @@ def run_exchange(
                 Leg("preflight", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from)
             )
             if verdict.verdict == "blocked":
-                refused = _starlette_refusal(answer)
-                if refused:
-                    notes.append(refused)
+                refused = _starlette_refusal(answer, sent_origin, current_method, current_headers)
+                if refused is not None:
+                    note, fix = refused
+                    notes.append(note)
+                    # The generic "answer with 2xx" fix is true but useless against Starlette: name the option.
+                    legs[-1] = dataclasses.replace(legs[-1], verdict=dataclasses.replace(verdict, fix=fix))
                 break
         request_headers = actual_headers(sent_origin, current_url, current_headers)
         answer = send(current_method, current_url, request_headers, credentials)
@@ -265,30 +268,28 @@ def run_exchange(
 
 
 # Starlette's CORSMiddleware answers a refused preflight 400 "Disallowed CORS <what>, <what>".
-_STARLETTE_OPTIONS = {
-    "origin": "add the page's origin to `allow_origins`",
-    "method": "add the method to `allow_methods`",
-    "headers": "add the requested headers to `allow_headers`",
-    "private-network": "set `allow_private_network=True`",
-}
-
-
-def _starlette_refusal(answer: Answer) -> str | None:
-    """What a Starlette server's 400 preflight body says it refused, which Chrome's message hides."""
+def _starlette_refusal(answer: Answer, origin: str, method: str, headers: Headers) -> tuple[str, str] | None:
+    """What a Starlette server's 400 preflight body says it refused (Chrome's message hides it), and the fix."""
     text = answer.body.decode("latin-1", "replace").strip()
     if answer.status != 400 or not text.startswith("Disallowed CORS "):
         return None
     what = [part.strip() for part in text.removeprefix("Disallowed CORS ").split(",")]
-    fixes = [_STARLETTE_OPTIONS[part] for part in what if part in _STARLETTE_OPTIONS]
+    requested = ", ".join(f'"{name}"' for name in cors_unsafe_request_header_names(headers))
+    options = {
+        "origin": f'add "{origin}" to `allow_origins`',
+        "method": f'add "{method}" to `allow_methods`',
+        "headers": f"add {requested or 'the requested headers'} to `allow_headers`",
+        "private-network": "set `allow_private_network=True`",
+    }
+    fixes = [options[part] for part in what if part in options]
     if not fixes:
         return None
-    return (
+    note = (
         f"The preflight's body says `{text[:100]}`: Starlette's CORSMiddleware refused the "
         + ", ".join(what)
-        + " (Chrome only says 'It does not have HTTP ok status'). In its configuration, "
-        + "; ".join(fixes)
-        + "."
+        + " (Chrome only says 'It does not have HTTP ok status')."
     )
+    return note, "In the server's CORSMiddleware configuration, " + "; ".join(fixes) + "."
 
 
 def _location(answer: Answer) -> str | None:

@@ -428,4 +428,4 @@ def test_starlettes_refused_preflight_body_is_explained(capsys: pytest.CaptureFi
         code, out, _ = _check_cli(capsys, url + "/items/1", "--origin", ORIGIN, "-X", "PUT", "-H", "X-Api-Key: k")
     assert code == 1
     assert "Starlette's CORSMiddleware refused the method, headers" in out
-    assert "add the method to `allow_methods`; add the requested headers to `allow_headers`" in out
+    assert 'add "PUT" to `allow_methods`; add "x-api-key" to `allow_headers`.' in out
