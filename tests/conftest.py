@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 
 from tests.support import CHROMIUM_FLAGS, chromium_path
 
@@ -40,3 +41,17 @@ def page(browser: Any) -> Iterator[Any]:
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture
+def restore_structlog() -> Iterator[None]:
+    """Put structlog's configuration back after a test that configures it (e.g. for production)."""
+    from corstrace import _events
+
+    saved = structlog.get_config()
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        # A logger cached on first use (cache_logger_on_first_use) must not outlive its configuration.
+        _events.logger.__dict__.pop("bind", None)

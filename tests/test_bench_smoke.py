@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from bench import engine_only, inprocess, memory, network, run
 
-
-@pytest.fixture(autouse=True)
-def restore_structlog() -> Iterator[None]:
-    """The suite configures structlog for production (debug dropped); later tests expect the defaults back."""
-    saved = structlog.get_config()
-    try:
-        yield
-    finally:
-        structlog.configure(**saved)
+# The suite configures structlog for production (debug dropped); later tests expect the defaults back.
+pytestmark = pytest.mark.usefixtures("restore_structlog")
 
 
 def test_inprocess_table_and_targets_render() -> None:

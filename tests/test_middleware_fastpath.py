@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -160,16 +159,6 @@ def test_a_path_that_is_not_absolute_is_never_keyed() -> None:
 
 
 # --- debug_enabled ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def restore_structlog() -> Iterator[None]:
-    saved = structlog.get_config()
-    try:
-        yield
-    finally:
-        structlog.configure(**saved)
-        _events.logger.__dict__.pop("bind", None)
 
 
 @pytest.mark.usefixtures("restore_structlog")
