@@ -12,6 +12,7 @@ Requests without ``Origin`` and same-origin requests skip all of it.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
@@ -20,6 +21,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corstrace import _config, _events
@@ -578,13 +580,11 @@ class CORSTraceMiddleware:
                 response = await result if inspect.isawaitable(result) else result
             else:
                 response = PlainTextResponse("Internal Server Error", status_code=500)
-            cors = settings.cors
-            response.headers.update(cors.simple_headers)
-            if not cors.allow_all_origins or cors.allow_credentials:
-                response.headers["Access-Control-Allow-Origin"] = leg.origin
-                response.headers["Vary"] = ", ".join([*response.headers.getlist("Vary"), "Origin"])
+            # Send it through CORSMiddleware's own send wrapper: its headers are then exactly the ones
+            # CORSMiddleware adds to any response (ACAO, ACAC, ACEH, Vary), not a copy of its rules.
+            cors_send = functools.partial(settings.cors.send, send=send, request_headers=Headers(scope=leg.scope))
             leg.healed = True
-            await response(leg.scope, receive, send)
+            await response(leg.scope, receive, cors_send)
         except Exception as exc:
             self._internal_error(exc)
 
