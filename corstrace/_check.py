@@ -22,9 +22,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, TextIO
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from corstrace import __version__
+from corstrace._fetch import resolve_location
 from corstrace._messages import chromium_message
 from corstrace.engine import (
     Headers,
@@ -320,14 +321,6 @@ def _drop_on_cross_origin_hop(headers: Headers, from_url: str, to_url: str, note
             continue
         kept.append((name, value))
     return tuple(kept)
-
-
-def resolve_location(base: str, location: str) -> str:
-    """``location`` resolved against ``base`` the way the browser does it (path-relative Locations are common)."""
-    try:
-        return urljoin(base, location.strip())
-    except ValueError:
-        return location
 
 
 # --- argument parsing ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ byte (ASGI bytes decoded as latin-1), so ``len(value)`` is the byte length the s
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import urljoin
 
 # RFC 9110 tchar. `str.strip(chars)` with this set empties a string iff every character is a tchar:
 # one pass in C, no per-character Python loop.
@@ -360,3 +361,11 @@ def max_age_seconds(value: str | None) -> int | None:
     if value is None or not value or value.strip(_DIGITS):
         return None
     return int(value) if len(value) <= 30 else 10**30
+
+
+def resolve_location(base: str, location: str) -> str:
+    """``location`` resolved against ``base`` the way the browser does it (path-relative Locations are common)."""
+    try:
+        return urljoin(base, location.strip())
+    except ValueError:
+        return location

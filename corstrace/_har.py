@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from corstrace import _output, _term
-from corstrace._check import Exchange, Leg, normalize_method, resolve_location
-from corstrace._fetch import is_page_settable
+from corstrace._check import Exchange, Leg, normalize_method
+from corstrace._fetch import is_page_settable, resolve_location
 from corstrace._redact import redact_url
 from corstrace.engine import Headers, Request, Response, evaluate, serialize_origin
 

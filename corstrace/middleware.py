@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corstrace import _config, _events
 from corstrace._exchange import Tracker
+from corstrace._fetch import resolve_location
 from corstrace._inspector.hub import Hub
 from corstrace._inspector.server import Inspector
 from corstrace._inspector.token import inspector_enabled
@@ -740,14 +741,9 @@ def _url(scope: Scope, host: str) -> str:
 
 
 def _location(headers: Sequence[tuple[str, str]], base: str) -> str | None:
-    from urllib.parse import urljoin
-
     for name, value in headers:
         if name.lower() == "location":
-            try:
-                return urljoin(base, value.strip())
-            except ValueError:
-                return None
+            return resolve_location(base, value)
     return None
 
 
