@@ -3,15 +3,18 @@
 The browser sends the actual request right after a successful preflight (same origin, URL and
 method), and follows a redirect with a request to the ``Location``. Both are matched here within
 a short window; everything is bounded, so a flood of unmatched legs cannot grow memory.
+
+Exchange ids are plain integers while a leg is recorded (most are never shown); :meth:`Tracker.id_text`
+turns one into its public form when an event is built.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 K = TypeVar("K")
 
@@ -23,24 +26,22 @@ MAX_PENDING = 1024
 
 @dataclass(slots=True)
 class _Pending:
-    exchange_id: str
+    exchange_id: int
     at: float
     origin: str
     method: str
-    url: str
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    exchange_id: str
-    # The URL this leg was redirected from, when it is a redirect hop.
-    redirected_from: str | None = None
-    # True when this actual request follows a preflight seen earlier.
-    after_preflight: bool = False
+    # Where the leg went: an absolute URL for redirect hops; for preflights, the caller's target key
+    # (whatever it passed to preflight()), turned into a URL only if the preflight expires unmatched.
+    target: Any
 
 
 class Tracker:
-    """Assigns exchange ids; reports allowed preflights whose actual request never came."""
+    """Assigns exchange ids; reports allowed preflights whose actual request never came.
+
+    Preflights are keyed by ``(origin, target, method)``, where ``target`` is any hashable the caller
+    derives from the request URL (the middleware uses the raw scope parts: no URL is built per request).
+    Redirect hops are keyed by the absolute URL of their ``Location``.
+    """
 
     __slots__ = ("_ids", "_prefix", "_preflights", "_redirects", "window")
 
@@ -48,57 +49,76 @@ class Tracker:
         self.window = window
         self._prefix = os.urandom(3).hex()
         self._ids = itertools.count(1)
-        self._preflights: OrderedDict[tuple[str, str, str], _Pending] = OrderedDict()
-        self._redirects: OrderedDict[str, _Pending] = OrderedDict()
+        # Plain dicts in arrival order (re-inserted on repeat): the first entry is always the oldest.
+        self._preflights: dict[tuple[str, Hashable, str], _Pending] = {}
+        self._redirects: dict[str, _Pending] = {}
 
     @property
     def pending(self) -> bool:
         """Whether a preflight or redirect waits for a later leg (or may expire): else nothing can link."""
         return bool(self._preflights or self._redirects)
 
-    def new_id(self) -> str:
-        return f"{self._prefix}-{next(self._ids)}"
+    @property
+    def redirects_pending(self) -> bool:
+        """Whether a redirect hop waits: only then does an actual request need its URL to be linked."""
+        return bool(self._redirects)
 
-    def preflight(self, origin: str, url: str, method: str, allowed: bool, now: float) -> str:
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def id_text(self, exchange_id: int) -> str:
+        """The public form of an exchange id: unique per process, not guessable across restarts."""
+        return f"{self._prefix}-{exchange_id}"
+
+    def preflight(self, origin: str, target: Hashable, method: str, allowed: bool, now: float) -> int:
         """A preflight leg; when the browser accepted it, the actual request is expected next."""
-        exchange_id = self.new_id()
+        exchange_id = next(self._ids)
         if allowed:
-            _put(self._preflights, (origin, url, method), _Pending(exchange_id, now, origin, method, url))
+            _put(self._preflights, (origin, target, method), _Pending(exchange_id, now, origin, method, target))
         return exchange_id
 
-    def actual(self, origin: str, url: str, method: str, now: float) -> Link:
-        """An actual request leg: the continuation of a preflight or redirect, or a new exchange."""
-        hop = self._redirects.pop(url, None)
-        if hop is not None and now - hop.at <= self.window:
-            return Link(hop.exchange_id, redirected_from=hop.url)
-        pending = self._preflights.pop((origin, url, method), None)
-        if pending is not None and now - pending.at <= self.window:
-            return Link(pending.exchange_id, after_preflight=True)
-        return Link(self.new_id())
+    def actual(self, origin: str, target: Hashable, url: str | None, method: str, now: float) -> tuple[int, str | None]:
+        """An actual request leg: ``(exchange id, URL it was redirected from or None)``.
 
-    def redirect(self, exchange_id: str, origin: str, from_url: str, location: str, method: str, now: float) -> None:
+        The continuation of a redirect hop (looked up by ``url``, which may be None when no hop waits),
+        of a preflight, or a new exchange.
+        """
+        if url is not None:
+            hop = self._redirects.pop(url, None)
+            if hop is not None and now - hop.at <= self.window:
+                return hop.exchange_id, hop.target
+        pending = self._preflights.pop((origin, target, method), None)
+        if pending is not None and now - pending.at <= self.window:
+            return pending.exchange_id, None
+        return next(self._ids), None
+
+    def redirect(self, exchange_id: int, origin: str, from_url: str, location: str, method: str, now: float) -> None:
         """The actual request was answered with a redirect to ``location`` (absolute URL)."""
         _put(self._redirects, location, _Pending(exchange_id, now, origin, method, from_url))
 
     def expired(self, now: float) -> list[_Pending]:
-        """Allowed preflights whose actual request did not arrive within the window."""
+        """Allowed preflights whose actual request did not arrive within the window (redirect hops just go)."""
         gone: list[_Pending] = []
-        while self._preflights:
-            key, oldest = next(iter(self._preflights.items()))
+        preflights = self._preflights
+        while preflights:
+            key = next(iter(preflights))
+            oldest = preflights[key]
             if now - oldest.at <= self.window:
                 break
-            del self._preflights[key]
+            del preflights[key]
             gone.append(oldest)
-        while self._redirects:
-            location, hop = next(iter(self._redirects.items()))
-            if now - hop.at <= self.window:
+        redirects = self._redirects
+        while redirects:
+            location = next(iter(redirects))
+            if now - redirects[location].at <= self.window:
                 break
-            del self._redirects[location]
+            del redirects[location]
         return gone
 
 
-def _put(table: OrderedDict[K, _Pending], key: K, value: _Pending) -> None:
+def _put(table: dict[K, _Pending], key: K, value: _Pending) -> None:
+    # Re-inserted at the end, so the dict stays in arrival order.
+    table.pop(key, None)
     table[key] = value
-    table.move_to_end(key)
-    while len(table) > MAX_PENDING:
-        table.popitem(last=False)
+    if len(table) > MAX_PENDING:
+        del table[next(iter(table))]

@@ -43,9 +43,17 @@ _MAX_INTERNAL_REPORTS = 64
 _TRACEBACK_FRAMES = 6
 # Distinct CORS-relevant header combinations remembered; a frontend produces a handful, a scanner many.
 _MAX_VERDICTS = 512
+# Built events remembered by everything they are made from (see _leg_event): a page that repeats its
+# requests gets its events copied, not rebuilt. Each holds a few kB.
+_MAX_EVENTS = 256
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
 # The request headers evaluate() reads to decide (the engine keeps the list next to the code that reads them).
 _KEY_REQUEST_HEADERS = frozenset(name.encode("latin-1") for name in _REQUEST_HEADERS_READ)
+_COOKIE_NAME = b"cookie"
+_COOKIE = (_COOKIE_NAME, b"")
+# What _scan() looks for: Origin, Host, and the request headers evaluate() reads to decide.
+_SCANNED = _KEY_REQUEST_HEADERS | {_HOST}
+_A_OR_L = frozenset({b"a", b"A", b"l", b"L"})
 
 
 class _Leg:
@@ -61,6 +69,7 @@ class _Leg:
         "started",
         "status",
         "response_headers",
+        "keyed",
         "exception",
         "outcome",
         "healed",
@@ -77,7 +86,9 @@ class _Leg:
         self.host = host
         self.started = time.perf_counter()
         self.status: int | None = None
-        self.response_headers: list[tuple[bytes, bytes]] | None = None
+        self.response_headers: Sequence[tuple[bytes, bytes]] | None = None
+        # The request headers evaluate() reads besides Host, as _scan() found them.
+        self.keyed: list[tuple[bytes, bytes]] = []
         self.exception: BaseException | None = None
         # "completed", "exception", "cancelled" or "client_disconnected".
         self.outcome = "completed"
@@ -104,7 +115,8 @@ class _Leg:
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
-            self.response_headers = list(message.get("headers", ()))
+            # Kept, not copied: the server has consumed the message by the time the leg is recorded.
+            self.response_headers = message.get("headers", ())
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.complete = True
         try:
@@ -172,6 +184,7 @@ class CORSTraceMiddleware:
         self._internal_reported: set[str] = set()
         # (verdict, reason, requested method) by everything evaluate() reads to decide them: see _verdict_key.
         self._verdicts: dict[tuple[Any, ...], tuple[str, str | None, str | None]] = {}
+        self._events: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     # --- public helpers -------------------------------------------------------------------------
 
@@ -187,13 +200,11 @@ class CORSTraceMiddleware:
             if self._inspector is not None and self._inspector.handles(scope):
                 await self._inspector(scope, receive, send)
                 return
-            origin = host = None
-            for name, value in scope["headers"]:
-                if name == _ORIGIN:
-                    origin = value
-                elif name == _HOST:
-                    host = value
-            if origin is None or _same_origin(origin, host, scope["scheme"]):
+            origin, host, keyed = _scan(scope["headers"])
+            # A browser's same-origin request ends its Origin with its Host (both lower-case, no default port):
+            # the cheap endswith() spares cross-origin legs the full test. Other spellings of the same origin
+            # are traced, and the engine reports them as same-origin.
+            if origin is None or (host and origin.endswith(host) and _same_origin(origin, host, scope["scheme"])):
                 await self.app(scope, receive, send)
                 return
             if not self._linted:
@@ -203,6 +214,7 @@ class CORSTraceMiddleware:
                 return
             # The HTTP leg is traced inline rather than in a helper coroutine: one coroutine less per request.
             leg = _Leg(scope, origin.decode("latin-1"), _text(host), receive, send)
+            leg.keyed = keyed
             try:
                 await self.app(scope, leg.receive, leg.send)
             except Exception as exc:
@@ -254,34 +266,37 @@ class CORSTraceMiddleware:
 
     def _record(self, leg: _Leg) -> None:
         scope = leg.scope
-        now = time.time()
         method = scope["method"]
-        preflight = method == "OPTIONS" and _has_header(scope["headers"], _ACRM)
         status = leg.status
-        if leg.outcome in ("cancelled", "client_disconnected") and status is None:
+        tracker = self._tracker
+        if status is None and leg.outcome in ("cancelled", "client_disconnected"):
             url = redact_url(_url(scope, leg.host))
+            preflight = method == "OPTIONS" and _is_preflight(leg.keyed)
             base = self._base(leg, method, url, preflight)
-            base.update(exchange_id=self._tracker.new_id(), outcome=leg.outcome, status=None)
+            base.update(exchange_id=tracker.id_text(tracker.new_id()), outcome=leg.outcome, status=None)
             _events.emit("cors.aborted", "info", base)
             return
 
-        # The verdict first, in its cheapest form: most legs are allowed and nobody reads their event.
-        tracker = self._tracker
-        # Nothing pending means nothing to link this leg to or to expire; the URL is then only needed for an
-        # event someone reads, and is built only for one.
+        # The cheapest route first: most legs are allowed, their verdict is remembered, nothing waits to be
+        # linked to them and nobody reads their event. The key holds everything evaluate() reads.
+        now = time.time()
+        preflight = method == "OPTIONS" and _is_preflight(leg.keyed)
+        redirect = status is not None and 300 <= status < 400
+        key = None if redirect else _verdict_key(scope, method, leg.host, leg.keyed, status, leg.response_headers)
+        # Legs are linked through the raw parts of their URL; a URL string is built only to follow a
+        # redirect hop, or for an event someone reads. Exchange ids are drawn only when needed.
         pending = tracker.pending
-        url = redact_url(_url(scope, leg.host)) if pending or preflight else ""
+        url = ""
         redirected_from = None
-        exchange_id = ""
-        if not preflight and pending:
-            link = tracker.actual(leg.origin, url, method, now)
-            exchange_id, redirected_from = link.exchange_id, link.redirected_from
-        elif not preflight:
-            exchange_id = tracker.new_id()  # what actual() returns when no preflight or redirect is pending
+        exchange_id = 0
+        if pending and not preflight:
+            target = _target(scope, leg.host)
+            if tracker.redirects_pending:
+                url = redact_url(_target_url(target))
+            exchange_id, redirected_from = tracker.actual(leg.origin, target, url or None, method, now)
+            if redirected_from is not None:
+                key = None  # the hop's own URL takes part in the decision
         verdict: Verdict | None = None
-        key = None
-        if redirected_from is None and (status is None or not 300 <= status < 400):
-            key = _verdict_key(scope, method, leg.host, status, leg.response_headers)
         summary = self._verdicts.get(key) if key is not None else None
         if summary is None:
             url = url or redact_url(_url(scope, leg.host))
@@ -293,11 +308,13 @@ class CORSTraceMiddleware:
                 self._verdicts[key] = summary
         verdict_name, reason, requested_method = summary
         if preflight:
-            exchange_id = tracker.preflight(leg.origin, url, requested_method or "", verdict_name == "allowed", now)
-        elif status is not None and 300 <= status < 400 and verdict_name == "allowed":
+            allowed = verdict_name == "allowed"
+            exchange_id = tracker.preflight(leg.origin, _target(scope, leg.host), requested_method or "", allowed, now)
+        elif redirect and verdict_name == "allowed":
             url = url or redact_url(_url(scope, leg.host))
             location = _location(leg.response_text(), url)
             if location is not None:
+                exchange_id = exchange_id or tracker.new_id()
                 tracker.redirect(exchange_id, leg.origin, url, location, method, now)
 
         # Who reads this leg: the inspector, the blocked-event aggregator, or a structlog that keeps debug.
@@ -309,22 +326,68 @@ class CORSTraceMiddleware:
         else:
             wanted = _events.debug_enabled()
         if wanted or self._hub is not None:
-            url = url or redact_url(_url(scope, leg.host))
-            if verdict is None:
-                verdict = self._evaluate(leg, method, url, preflight, redirected_from)
-            fields = self._fields(leg, verdict, method, url, preflight, exchange_id, redirected_from)
+            exchange_id = exchange_id or tracker.new_id()
+            fields = self._leg_event(leg, key, verdict, method, url, preflight, redirected_from)
+            fields["exchange_id"] = tracker.id_text(exchange_id)
             self._publish(fields, now)
             if wanted:
                 self._log(fields, admission)
         if pending or preflight:
             for stale in tracker.expired(now):
+                stale_url = redact_url(_target_url(stale.target))
                 self._note(
-                    stale.exchange_id,
+                    tracker.id_text(stale.exchange_id),
                     "preflight_without_actual",
-                    f"The preflight for {stale.method} {stale.url} from {stale.origin} passed, but the actual "
+                    f"The preflight for {stale.method} {stale_url} from {stale.origin} passed, but the actual "
                     "request never arrived (the page may have been closed, or the request aborted).",
                     now,
                 )
+
+    def _leg_event(
+        self,
+        leg: _Leg,
+        key: tuple[Any, ...] | None,
+        verdict: Verdict | None,
+        method: str,
+        url: str,
+        preflight: bool,
+        redirected_from: str | None,
+    ) -> dict[str, Any]:
+        """The leg's event (a fresh dict the caller may change), without its exchange id.
+
+        With the inspector on, or debug logging kept, every leg's event is built: a frontend that repeats
+        the same requests would re-run the engine and re-redact the same headers each time. An event is
+        remembered by everything it is made from (verdict key, path, query, every request and response
+        header), so a repeated leg gets a copy with its own duration. Legs that raised, were healed or
+        were redirected are always built.
+        """
+        scope = leg.scope
+        remembered = None
+        if key is not None and leg.exception is None and not leg.healed:
+            remembered = (
+                key,
+                leg.outcome,
+                self._settings is not None,  # found CORSMiddleware's settings: the server-side fields
+                scope.get("root_path", ""),
+                scope.get("raw_path") or scope["path"],
+                scope.get("query_string", b""),
+                tuple(scope["headers"]),
+                tuple(leg.response_headers or ()),
+            )
+            template = self._events.get(remembered)
+            if template is not None:
+                fields = dict(template)
+                fields["duration_ms"] = round((time.perf_counter() - leg.started) * 1000, 3)
+                return fields
+        url = url or redact_url(_url(scope, leg.host))
+        if verdict is None:
+            verdict = self._evaluate(leg, method, url, preflight, redirected_from)
+        fields = self._fields(leg, verdict, method, url, preflight, redirected_from)
+        if remembered is not None:
+            if len(self._events) >= _MAX_EVENTS:
+                self._events.clear()
+            self._events[remembered] = dict(fields)
+        return fields
 
     def _evaluate(self, leg: _Leg, method: str, url: str, preflight: bool, redirected_from: str | None) -> Verdict:
         request_headers = leg.request_text()
@@ -352,14 +415,13 @@ class CORSTraceMiddleware:
         method: str,
         url: str,
         preflight: bool,
-        exchange_id: str,
         redirected_from: str | None,
     ) -> dict[str, Any]:
-        """The full per-leg event (the README's contract); built only when someone reads it."""
+        """The full per-leg event (the README's contract) but its exchange id; built only when someone reads it."""
         fields = verdict.as_dict()
         fields.update(self._base(leg, method, url, preflight))
         fields.update(
-            exchange_id=exchange_id,
+            exchange_id=None,
             status=leg.status if leg.status is not None else 500,
             outcome=leg.outcome,
             layer=None,
@@ -418,7 +480,7 @@ class CORSTraceMiddleware:
             "credentials": "include" if any(n.lower() == "cookie" for n, _ in request_headers) else "unknown",
             "if_credentialed": None,
             "preflight": False,
-            "exchange_id": self._tracker.new_id(),
+            "exchange_id": self._tracker.id_text(self._tracker.new_id()),
             "origin": leg.origin,
             "method": "GET",
             "requested_method": None,
@@ -685,9 +747,10 @@ def _same_origin(origin: bytes, host: bytes | None, scheme: str) -> bool:
     return bool(default) and host.endswith(default) and rest == host[: -len(default)]
 
 
-def _has_header(headers: Iterable[tuple[bytes, bytes]], wanted: bytes) -> bool:
-    for name, _ in headers:
-        if name == wanted:
+def _is_preflight(keyed: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether an OPTIONS request carries Access-Control-Request-Method (``keyed`` as _scan() found it)."""
+    for name, _ in keyed:
+        if name == _ACRM:
             return True
     return False
 
@@ -696,48 +759,74 @@ def _decoded(headers: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], .
     return tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers)
 
 
+def _scan(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, bytes | None, list[tuple[bytes, bytes]]]:
+    """One pass over the request headers: Origin, Host, and the other headers evaluate() reads.
+
+    Runs for every request, so it is one set test per header. ASGI servers lower-case request header names
+    (the spec requires it). A Cookie header is kept without its value: only its presence matters.
+    """
+    origin = host = None
+    keyed: list[tuple[bytes, bytes]] = []
+    for pair in headers:
+        name = pair[0]
+        if name in _SCANNED:
+            if name == _HOST:
+                host = pair[1]
+                continue
+            if name == _ORIGIN:
+                origin = pair[1]
+            elif name == _COOKIE_NAME:
+                pair = _COOKIE
+            keyed.append(pair)
+    return origin, host, keyed
+
+
 def _verdict_key(
-    scope: Scope, method: str, host: str, status: int | None, response_headers: Sequence[tuple[bytes, bytes]] | None
+    scope: Scope,
+    method: str,
+    host: str,
+    keyed: Sequence[tuple[bytes, bytes]],
+    status: int | None,
+    response_headers: Sequence[tuple[bytes, bytes]] | None,
 ) -> tuple[Any, ...] | None:
     """Everything ``evaluate()`` reads to decide the verdict, the reason and the requested method; None if unsure.
 
     Two legs with equal keys get the same decision (tests/test_middleware_fastpath.py checks it against
     evaluate() on random legs): the method, this server's own origin (scheme and Host, for the same-origin
-    test), whether a Cookie was sent, the other request headers the engine reads, and the response's status,
-    ``Access-Control-*`` and ``Location`` headers. The path, the other headers and the cookie's value only
-    change the wording, which is built when someone reads the event.
+    test), the request headers the engine reads (``keyed``, from :func:`_scan`), and the response's status,
+    ``Access-Control-*`` and ``Location`` headers (and a few more, see below). The path, the other headers and
+    the cookie's value only change the wording, which is built when someone reads the event.
     """
     raw_path = scope.get("raw_path")
     if not host or not (raw_path.startswith(b"/") if raw_path else scope["path"].startswith("/")):
         return None  # the URL's origin would not be scheme://Host alone
-    cookie = False
-    request: list[bytes] = []
-    # ASGI servers lower-case request header names (the spec requires it; __call__ relies on it for Origin).
-    names = _KEY_REQUEST_HEADERS
-    for name, value in scope["headers"]:
-        if name in names:
-            if name == b"cookie":
-                cookie = True
-            else:
-                request += (name, value)
-    response: list[bytes] = []
-    # Response names come from the app: lower-case them, as the engine does.
-    for name, value in response_headers or ():
-        name = name.lower()
-        if name.startswith(b"access-control-") or name == b"location":
-            response += (name, value)
-    return (method, scope["scheme"], host, cookie, tuple(request), status, tuple(response))
+    # Response names come from the app, in any case. One cheap test per header (a one-byte slice is a cached
+    # object): every name starting with a/A/l/L is kept as sent. That covers Access-Control-* and Location in
+    # any spelling; the few others it keeps (Age, Allow, Last-Modified, Link...) only make the key finer
+    # (more entries, never a wrong decision).
+    response = tuple([pair for pair in response_headers or () if pair[0][:1] in _A_OR_L])
+    return (method, scope["scheme"], host, tuple(keyed), status, response)
 
 
-def _url(scope: Scope, host: str) -> str:
-    scheme = _WS_SCHEMES.get(scope["scheme"], scope["scheme"])
+def _target(scope: Scope, host: str) -> tuple[str, str, bytes | str, bytes]:
+    """The request's URL as raw parts (scheme, Host, raw path, query): cheap to build, compare and hash."""
     if not host:
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else "localhost"
-    raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else scope.get("root_path", "") + scope["path"]
-    query = scope.get("query_string", b"")
+    return (scope["scheme"], host, scope.get("raw_path") or scope.get("root_path", "") + scope["path"],
+            scope.get("query_string", b""))  # fmt: skip
+
+
+def _target_url(target: tuple[str, str, bytes | str, bytes]) -> str:
+    scheme, host, path, query = target
+    scheme = _WS_SCHEMES.get(scheme, scheme)
+    if isinstance(path, bytes):
+        path = path.decode("latin-1")
     return f"{scheme}://{host}{path}" + (f"?{query.decode('latin-1')}" if query else "")
+
+
+def _url(scope: Scope, host: str) -> str:
+    return _target_url(_target(scope, host))
 
 
 def _location(headers: Sequence[tuple[str, str]], base: str) -> str | None:

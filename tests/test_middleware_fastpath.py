@@ -26,7 +26,7 @@ from structlog.testing import capture_logs
 from corstrace import CORSTraceMiddleware, _events
 from corstrace._redact import redact_url
 from corstrace.engine import Request, Response, evaluate
-from corstrace.middleware import _decoded, _has_header, _url, _verdict_key
+from corstrace.middleware import _decoded, _is_preflight, _scan, _url, _verdict_key
 
 ORIGINS = [
     "http://localhost:3000",
@@ -54,9 +54,14 @@ RESPONSE_NAMES = [
     "access-control-allow-headers",
     "access-control-max-age",
     "access-control-expose-headers",
+    "ACCESS-CONTROL-ALLOW-CREDENTIALS",
     "location",
+    "Location",
     "vary",
     "content-type",
+    "age",
+    "link",
+    "Last-Modified",
 ]
 OTHER_REQUEST = [
     "user-agent",
@@ -115,7 +120,7 @@ def _summary(scope: dict[str, Any], status: int | None, response: list[tuple[byt
     host = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"host"), "")
     url = redact_url(_url(scope, host))
     method = scope["method"]
-    preflight = method == "OPTIONS" and _has_header(scope["headers"], b"access-control-request-method")
+    preflight = method == "OPTIONS" and _is_preflight(_scan(scope["headers"])[2])
     answer = Response(status, _decoded(response)) if status is not None else None
     if preflight:
         verdict = evaluate(Request(method, url, _decoded(scope["headers"]), preflight=True), answer)
@@ -125,8 +130,8 @@ def _summary(scope: dict[str, Any], status: int | None, response: list[tuple[byt
 
 
 def _key(scope: dict[str, Any], status: int | None, response: list[tuple[bytes, bytes]]) -> tuple[Any, ...] | None:
-    host = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"host"), "")
-    return _verdict_key(scope, scope["method"], host, status, response)
+    _, host, keyed = _scan(scope["headers"])
+    return _verdict_key(scope, scope["method"], host.decode("latin-1") if host else "", keyed, status, response)
 
 
 @settings(max_examples=600, deadline=None)
@@ -154,8 +159,8 @@ def test_keys_collide_only_for_equal_decisions(
 
 def test_a_path_that_is_not_absolute_is_never_keyed() -> None:
     scope = {"method": "OPTIONS", "scheme": "http", "path": "*", "raw_path": b"*", "headers": []}
-    assert _verdict_key(scope, "OPTIONS", "127.0.0.1:8000", 200, []) is None
-    assert _verdict_key({**scope, "raw_path": b"/x"}, "OPTIONS", "", 200, []) is None
+    assert _verdict_key(scope, "OPTIONS", "127.0.0.1:8000", [], 200, []) is None
+    assert _verdict_key({**scope, "raw_path": b"/x"}, "OPTIONS", "", [], 200, []) is None
 
 
 # --- debug_enabled ---------------------------------------------------------------------------------
