@@ -16,11 +16,10 @@ import gc
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.types import Scope
 
-from bench.apps import InspectorClient, build, call, configure_production_logging, http_scope
+from bench.apps import InspectorClient, build, call, configure_production_logging, find_tracer, http_scope
 from corstrace import CORSTraceMiddleware
 
 
@@ -29,16 +28,6 @@ def rss_mib() -> float:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _find_tracer(app: Any) -> CORSTraceMiddleware | None:
-    """The CORSTraceMiddleware instance inside a built FastAPI middleware stack."""
-    node = getattr(app, "middleware_stack", None)
-    while node is not None:
-        if isinstance(node, CORSTraceMiddleware):
-            return node
-        node = getattr(node, "app", None)
-    return None
 
 
 def _scopes(count: int) -> list[Scope]:
@@ -78,6 +67,8 @@ def _stores(tracer: CORSTraceMiddleware | None) -> dict[str, int]:
         "aggregator targets": len(tracer._aggregator._targets),
         "tracker preflights": len(tracer._tracker._preflights),
         "tracker redirects": len(tracer._tracker._redirects),
+        "remembered verdicts": len(tracer._verdicts),
+        "remembered events": len(tracer._events),
     }
     hub = tracer._hub
     if hub is not None:
@@ -109,7 +100,7 @@ async def _flood(exchanges: int, samples: int, stall: bool) -> MemoryResult:
                 gc.collect()
                 result.samples.append((i + 1, rss_mib()))
         result.seconds = time.perf_counter() - started
-        result.stores = _stores(_find_tracer(app))
+        result.stores = _stores(find_tracer(app))
     finally:
         await client.stop()
     return result

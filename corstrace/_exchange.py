@@ -22,6 +22,7 @@ K = TypeVar("K")
 # window still tolerates a paused debugger.
 LINK_WINDOW = 10.0
 MAX_PENDING = 1024
+SWEEP_EVERY = 1.0
 
 
 @dataclass(slots=True)
@@ -43,7 +44,7 @@ class Tracker:
     Redirect hops are keyed by the absolute URL of their ``Location``.
     """
 
-    __slots__ = ("_ids", "_prefix", "_preflights", "_redirects", "window")
+    __slots__ = ("_ids", "_prefix", "_preflights", "_redirects", "_sweep_at", "window")
 
     def __init__(self, window: float = LINK_WINDOW) -> None:
         self.window = window
@@ -52,6 +53,8 @@ class Tracker:
         # Plain dicts in arrival order (re-inserted on repeat): the first entry is always the oldest.
         self._preflights: dict[tuple[str, Hashable, str], _Pending] = {}
         self._redirects: dict[str, _Pending] = {}
+        # expired() looks at the oldest entries at most once per SWEEP_EVERY seconds, not on every leg.
+        self._sweep_at = 0.0
 
     @property
     def pending(self) -> bool:
@@ -97,7 +100,13 @@ class Tracker:
         _put(self._redirects, location, _Pending(exchange_id, now, origin, method, from_url))
 
     def expired(self, now: float) -> list[_Pending]:
-        """Allowed preflights whose actual request did not arrive within the window (redirect hops just go)."""
+        """Allowed preflights whose actual request did not arrive within the window (redirect hops just go).
+
+        Checked at most once per :data:`SWEEP_EVERY` seconds: a preflight is reported that much late at most.
+        """
+        if now < self._sweep_at:
+            return []
+        self._sweep_at = now + SWEEP_EVERY
         gone: list[_Pending] = []
         preflights = self._preflights
         while preflights:

@@ -219,3 +219,35 @@ def test_filtered_debug_changes_no_event_that_is_logged() -> None:
     assert [e["event"] for e in everything].count("cors.allowed") == 4
     assert filtered == [e for e in everything if e["log_level"] != "debug"]
     assert {e["event"] for e in filtered} == {"cors.blocked"}
+
+
+# --- remembered events ------------------------------------------------------------------------------
+
+
+def _allowed_events(requests: list[dict[str, str]]) -> list[dict[str, Any]]:
+    with TestClient(_app()) as client, capture_logs() as logs:
+        for headers in requests:
+            client.get("/items", headers={"Origin": "http://localhost:3000", **headers})
+    events = [entry for entry in logs if entry["event"] == "cors.allowed"]
+    assert len(events) == len(requests)
+    return events
+
+
+def _without_per_leg_fields(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in ("exchange_id", "duration_ms")}
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_a_repeated_leg_gets_the_event_a_fresh_build_gives() -> None:
+    structlog.reset_defaults()
+    first, second = _allowed_events([{}, {}])
+    assert _without_per_leg_fields(second) == _without_per_leg_fields(first)
+    assert second["exchange_id"] != first["exchange_id"]
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_a_remembered_event_follows_every_request_header() -> None:
+    structlog.reset_defaults()
+    first, second = _allowed_events([{"X-Trace": "one"}, {"X-Trace": "two"}])
+    assert ["x-trace", "one"] in first["request_headers"]
+    assert ["x-trace", "two"] in second["request_headers"]
