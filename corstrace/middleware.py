@@ -234,6 +234,9 @@ class CORSTraceMiddleware:
                     self._record(leg)
                 except Exception as exc:  # a bug in corstrace never fails the request
                     self._internal_error(exc)
+                # The traceback holds this frame, which holds the leg: without this, every failed request
+                # would leave a reference cycle (frames, scope and all) for the garbage collector.
+                leg.exception = None
         elif kind == "lifespan":
             self._startup(scope.get("app"))
             try:
