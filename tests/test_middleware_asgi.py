@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -259,3 +261,32 @@ async def test_client_disconnect_mid_stream_is_recorded() -> None:
     (event,) = [e for e in logs if e["event"].startswith("cors.")]
     assert event["outcome"] == "client_disconnected"
     assert event["status"] == 200 and event["verdict"] == "allowed"
+
+
+async def test_a_failed_request_leaves_no_reference_cycle_behind() -> None:
+    """The leg keeps the escaped exception for its event; afterwards plain reference counting frees it all."""
+
+    class Marker:
+        pass
+
+    app = _stack(True, allow_origins=[FRONTEND])
+    await call(app, "GET", "/crash", [(b"origin", FRONTEND.encode())])  # warm-up: startup discovery and lint
+    marker = Marker()
+    alive = weakref.ref(marker)
+    scope = http_scope("GET", "/crash", [(b"origin", FRONTEND.encode())])
+    scope["marker"] = marker
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        pass
+
+    gc.disable()
+    try:
+        with pytest.raises(RuntimeError):
+            await app(scope, receive, send)
+        del scope, marker
+        assert alive() is None
+    finally:
+        gc.enable()
