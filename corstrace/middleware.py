@@ -816,8 +816,8 @@ def _target(scope: Scope, host: str) -> tuple[str, str, bytes | str, bytes]:
     if not host:
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else "localhost"
-    return (scope["scheme"], host, scope.get("raw_path") or scope.get("root_path", "") + scope["path"],
-            scope.get("query_string", b""))  # fmt: skip
+    path = scope.get("raw_path") or scope.get("root_path", "") + scope["path"]
+    return (scope["scheme"], host, path, scope.get("query_string", b""))
 
 
 def _target_url(target: tuple[str, str, bytes | str, bytes]) -> str:
