@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from corstrace import _config, _events
 from corstrace._exchange import Tracker
 from corstrace._fetch import resolve_location
-from corstrace._inspector.hub import Hub
+from corstrace._inspector.hub import Hub, Shared, SharedRecord
 from corstrace._inspector.server import Inspector
 from corstrace._inspector.token import inspector_enabled
 from corstrace._redact import Redactor, redact_url
@@ -184,7 +184,7 @@ class CORSTraceMiddleware:
         self._internal_reported: set[str] = set()
         # (verdict, reason, requested method) by everything evaluate() reads to decide them: see _verdict_key.
         self._verdicts: dict[tuple[Any, ...], tuple[str, str | None, str | None]] = {}
-        self._events: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._events: dict[tuple[Any, ...], tuple[dict[str, Any], Shared]] = {}
 
     # --- public helpers -------------------------------------------------------------------------
 
@@ -330,9 +330,9 @@ class CORSTraceMiddleware:
             wanted = _events.debug_enabled()
         if wanted or self._hub is not None:
             exchange_id = exchange_id or tracker.new_id()
-            fields = self._leg_event(leg, key, verdict, method, url, preflight, redirected_from)
+            fields, shared = self._leg_event(leg, key, verdict, method, url, preflight, redirected_from)
             fields["exchange_id"] = tracker.id_text(exchange_id)
-            self._publish(fields, now)
+            self._publish(fields, now, shared)
             if wanted:
                 self._log(fields, admission)
         if pending or preflight:
@@ -355,8 +355,9 @@ class CORSTraceMiddleware:
         url: str,
         preflight: bool,
         redirected_from: str | None,
-    ) -> dict[str, Any]:
-        """The leg's event (a fresh dict the caller may change), without its exchange id.
+    ) -> tuple[dict[str, Any], Shared | None]:
+        """The leg's event (a fresh dict the caller may change) without its exchange id, and for a remembered
+        event what its inspector records share.
 
         With the inspector on, or debug logging kept, every leg's event is built: a frontend that repeats
         the same requests would re-run the engine and re-redact the same headers each time. An event is
@@ -377,20 +378,23 @@ class CORSTraceMiddleware:
                 tuple(scope["headers"]),
                 tuple(leg.response_headers or ()),
             )
-            template = self._events.get(remembered)
-            if template is not None:
+            cached = self._events.get(remembered)
+            if cached is not None:
+                template, shared = cached
                 fields = dict(template)
                 fields["duration_ms"] = round((time.perf_counter() - leg.started) * 1000, 3)
-                return fields
+                return fields, shared
         url = url or redact_url(_url(scope, leg.host))
         if verdict is None:
             verdict = self._evaluate(leg, method, url, preflight, redirected_from)
         fields = self._fields(leg, verdict, method, url, preflight, redirected_from)
-        if remembered is not None:
-            if len(self._events) >= _MAX_EVENTS:
-                self._events.clear()
-            self._events[remembered] = dict(fields)
-        return fields
+        if remembered is None:
+            return fields, None
+        if len(self._events) >= _MAX_EVENTS:
+            self._events.clear()
+        shared = Shared()
+        self._events[remembered] = (dict(fields), shared)
+        return fields, shared
 
     def _evaluate(self, leg: _Leg, method: str, url: str, preflight: bool, redirected_from: str | None) -> Verdict:
         request_headers = leg.request_text()
@@ -605,9 +609,9 @@ class CORSTraceMiddleware:
         else:
             _events.emit("cors.allowed", "debug", fields)
 
-    def _publish(self, fields: dict[str, Any], now: float) -> None:
+    def _publish(self, fields: dict[str, Any], now: float, shared: Shared | None = None) -> None:
         if self._hub is not None:
-            record = dict(fields)
+            record = dict(fields) if shared is None else SharedRecord(fields, shared)
             record["type"] = "leg"
             record["ts"] = now
             self._hub.publish(record)

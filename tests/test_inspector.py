@@ -674,3 +674,16 @@ class TestAsgiWebSocket:
 def test_no_os_specific_token_path_leaks_into_the_prefix() -> None:
     """The cookie path is the prefix, so the token cookie is never sent to the application's own routes."""
     assert os.path.sep not in PREFIX[1:]
+
+
+def test_records_sharing_their_constant_part_encode_as_plain_records_do() -> None:
+    from corstrace._inspector.hub import Shared, SharedRecord
+    from corstrace._inspector.server import _dumps, _events_frame
+
+    shared = Shared()
+    plain = [make_record(exchange_id=f"ex-{i}", duration_ms=i / 3, ts=1.0 + i) | {"seq": i} for i in range(3)]
+    records: list[dict[str, Any]] = [SharedRecord(record, shared) for record in plain]
+    records.append(make_record(exchange_id="alone", explanation="not shared: \u2028 «»"))
+    frame = _events_frame(records, snapshot=False)
+    assert json.loads(frame) == json.loads(_dumps({"type": "events", "events": records, "snapshot": False}))
+    assert shared.json is not None and '"exchange_id"' not in shared.json  # encoded once, per-leg keys apart

@@ -25,6 +25,32 @@ import anyio
 
 Record = dict[str, Any]
 
+# The keys of a leg record that differ between two legs otherwise identical (see SharedRecord).
+PER_LEG_KEYS = ("seq", "ts", "exchange_id", "duration_ms")
+
+
+class Shared:
+    """What records copied from one remembered event have in common: every key but :data:`PER_LEG_KEYS`.
+
+    Its JSON (``json``, the members without braces) is made once, by the first sender that needs it:
+    a frontend repeating the same requests then costs a few small encodings per record, not a whole one.
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self) -> None:
+        self.json: str | None = None
+
+
+class SharedRecord(dict[str, Any]):
+    """A record whose keys other than :data:`PER_LEG_KEYS` are exactly those of every record sharing ``shared``."""
+
+    __slots__ = ("shared",)
+
+    def __init__(self, fields: dict[str, Any], shared: Shared) -> None:
+        super().__init__(fields)
+        self.shared = shared
+
 
 class Subscription:
     """One client's view of the hub: a bounded queue that drops its oldest records when full.
