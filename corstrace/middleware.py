@@ -60,44 +60,30 @@ class _Leg:
     """Per-request state for one traced HTTP leg; lives for one request only.
 
     Its bound ``send``/``receive`` methods wrap the server's: cheaper than two fresh closures per request.
+    The fields most legs never change are class-level defaults, so creating a leg sets only seven.
     """
 
-    __slots__ = (
-        "scope",
-        "origin",
-        "host",
-        "started",
-        "status",
-        "response_headers",
-        "keyed",
-        "exception",
-        "outcome",
-        "healed",
-        "complete",
-        "_send",
-        "_receive",
-        "_request_text",
-        "_response_text",
-    )
+    status: int | None = None
+    response_headers: Sequence[tuple[bytes, bytes]] | None = None
+    exception: BaseException | None = None
+    # "completed", "exception", "cancelled" or "client_disconnected".
+    outcome = "completed"
+    healed = False
+    complete = False
+    _request_text: tuple[tuple[str, str], ...] | None = None
+    _response_text: tuple[tuple[str, str], ...] | None = None
 
-    def __init__(self, scope: Scope, origin: str, host: str, receive: Receive, send: Send) -> None:
+    def __init__(
+        self, scope: Scope, origin: str, host: str, keyed: list[tuple[bytes, bytes]], receive: Receive, send: Send
+    ) -> None:
         self.scope = scope
         self.origin = origin
         self.host = host
-        self.started = time.perf_counter()
-        self.status: int | None = None
-        self.response_headers: Sequence[tuple[bytes, bytes]] | None = None
         # The request headers evaluate() reads besides Host, as _scan() found them.
-        self.keyed: list[tuple[bytes, bytes]] = []
-        self.exception: BaseException | None = None
-        # "completed", "exception", "cancelled" or "client_disconnected".
-        self.outcome = "completed"
-        self.healed = False
-        self.complete = False
+        self.keyed = keyed
+        self.started = time.perf_counter()
         self._send = send
         self._receive = receive
-        self._request_text: tuple[tuple[str, str], ...] | None = None
-        self._response_text: tuple[tuple[str, str], ...] | None = None
 
     def request_text(self) -> tuple[tuple[str, str], ...]:
         """The request headers decoded (once: the verdict and the event both need them)."""
@@ -209,12 +195,11 @@ class CORSTraceMiddleware:
                 return
             if not self._linted:
                 self._startup(scope.get("app"))
+            leg = _Leg(scope, origin.decode("latin-1"), host.decode("latin-1") if host else "", keyed, receive, send)
             if kind != "http":
-                await self._trace_websocket(scope, receive, send, origin.decode("latin-1"), _text(host))
+                await self._trace_websocket(leg)
                 return
             # The HTTP leg is traced inline rather than in a helper coroutine: one coroutine less per request.
-            leg = _Leg(scope, origin.decode("latin-1"), _text(host), receive, send)
-            leg.keyed = keyed
             try:
                 await self.app(scope, leg.receive, leg.send)
             except Exception as exc:
@@ -246,8 +231,8 @@ class CORSTraceMiddleware:
         else:
             await self.app(scope, receive, send)
 
-    async def _trace_websocket(self, scope: Scope, receive: Receive, send: Send, origin: str, host: str) -> None:
-        leg = _Leg(scope, origin, host, receive, send)
+    async def _trace_websocket(self, leg: _Leg) -> None:
+        scope, receive, send = leg.scope, leg._receive, leg._send
         recorded = False
 
         async def traced_send(message: Message) -> None:
@@ -733,10 +718,6 @@ def _cli_address(argv: Sequence[str]) -> tuple[str, int | None]:
         elif arg.startswith("--port=") and arg.split("=", 1)[1].isdigit():
             port = int(arg.split("=", 1)[1])
     return host, port
-
-
-def _text(value: bytes | None) -> str:
-    return value.decode("latin-1") if value is not None else ""
 
 
 def _same_origin(origin: bytes, host: bytes | None, scheme: str) -> bool:

@@ -85,6 +85,9 @@ class Subscription:
         return dropped
 
     def _wake(self) -> None:
+        # Already set: the sender wakes anyway (set and cleared only under the hub's lock, so no wake-up is lost).
+        if self._event.is_set():
+            return
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
