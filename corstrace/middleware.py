@@ -41,6 +41,7 @@ _HANDSHAKE_STATUS = {"websocket.accept": 101, "websocket.close": 403, "websocket
 _CREDENTIAL_REASONS = ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials")
 _MAX_INTERNAL_REPORTS = 64
 _TRACEBACK_FRAMES = 6
+_MAX_MESSAGE = 500
 # Distinct CORS-relevant header combinations remembered; a frontend produces a handful, a scanner many.
 _MAX_VERDICTS = 512
 # Built events remembered by everything they are made from (see _leg_event): a page that repeats its
@@ -347,15 +348,17 @@ class CORSTraceMiddleware:
         With the inspector on, or debug logging kept, every leg's event is built: a frontend that repeats
         the same requests would re-run the engine and re-redact the same headers each time. An event is
         remembered by everything it is made from (verdict key, path, query, every request and response
-        header), so a repeated leg gets a copy with its own duration. Legs that raised, were healed or
-        were redirected are always built.
+        header, and for a crash the exception's type, message and frames), so a repeated leg gets a copy
+        with its own duration. Healed, cancelled and redirected legs are always built.
         """
         scope = leg.scope
         remembered = None
-        if key is not None and leg.exception is None and not leg.healed:
+        crashed = leg.outcome == "exception"
+        if key is not None and (leg.exception is None or crashed) and not leg.healed:
             remembered = (
                 key,
                 leg.outcome,
+                _crash_key(leg.exception) if crashed else None,
                 self._settings is not None,  # found CORSMiddleware's settings: the server-side fields
                 scope.get("root_path", ""),
                 scope.get("raw_path") or scope["path"],
@@ -824,6 +827,17 @@ def _location(headers: Sequence[tuple[str, str]], base: str) -> str | None:
     return None
 
 
+def _crash_key(exc: BaseException | None) -> tuple[Any, ...]:
+    """What _describe_exception() makes its description from: type, message and the frames' code and line."""
+    frames = []
+    tb = exc.__traceback__ if exc is not None else None
+    while tb is not None:
+        frames.append((tb.tb_frame.f_code, tb.tb_lineno))
+        tb = tb.tb_next
+    # The description shows at most _MAX_MESSAGE characters of the message; a longer one is keyed on a bit more.
+    return (type(exc), str(exc)[: _MAX_MESSAGE + 1], tuple(frames))
+
+
 def _describe_exception(exc: BaseException) -> dict[str, Any]:
     if getattr(sys, "tracebacklimit", None) is None:
         # Only the last frames are shown: looking up the source lines of the whole stack (a dozen framework
@@ -853,8 +867,8 @@ def _describe_exception(exc: BaseException) -> dict[str, Any]:
             pass
         where = f"{filename}:{last.lineno}"
     message = str(exc)
-    if len(message) > 500:
-        message = message[:500] + "…"
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "…"
     short = traceback.format_list(frames[-_TRACEBACK_FRAMES:])
     return {
         "type": type(exc).__name__,

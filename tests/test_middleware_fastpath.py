@@ -251,3 +251,28 @@ def test_a_remembered_event_follows_every_request_header() -> None:
     first, second = _allowed_events([{"X-Trace": "one"}, {"X-Trace": "two"}])
     assert ["x-trace", "one"] in first["request_headers"]
     assert ["x-trace", "two"] in second["request_headers"]
+
+
+def _crash_events(messages: list[str]) -> list[dict[str, Any]]:
+    """Identical requests to one URL whose handler raises with each message in turn."""
+    upcoming = iter(messages)
+
+    def crash(request: Any) -> Any:
+        raise RuntimeError(next(upcoming))
+
+    app = Starlette(routes=[Route("/crash", crash)])
+    app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"])
+    app.add_middleware(CORSTraceMiddleware, inspector=False, aggregate_window=0)
+    with TestClient(app, raise_server_exceptions=False) as client, capture_logs() as logs:
+        for _ in messages:
+            client.get("/crash", headers={"Origin": "http://localhost:3000"})
+    return [entry for entry in logs if entry["event"] == "cors.blocked"]
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_a_repeated_crash_gets_the_event_a_fresh_build_gives() -> None:
+    structlog.reset_defaults()
+    first, second, other = _crash_events(["db down", "db down", "disk full"])
+    assert _without_per_leg_fields(second) == _without_per_leg_fields(first)
+    assert first["exception_message"] == "db down" and other["exception_message"] == "disk full"
+    assert "disk full" in other["exception"]
