@@ -187,6 +187,13 @@ class CORSTraceMiddleware:
             if self._inspector is not None and self._inspector.handles(scope):
                 await self._inspector(scope, receive, send)
                 return
+            # Most requests carry no Origin: one comparison per header and they are on their way.
+            for name, _ in scope["headers"]:
+                if name == _ORIGIN:
+                    break
+            else:
+                await self.app(scope, receive, send)
+                return
             origin, host, keyed = _scan(scope["headers"])
             # A browser's same-origin request ends its Origin with its Host (both lower-case, no default port):
             # the cheap endswith() spares cross-origin legs the full test. Other spellings of the same origin
@@ -316,11 +323,11 @@ class CORSTraceMiddleware:
             wanted = _events.debug_enabled()
         if wanted or self._hub is not None:
             exchange_id = exchange_id or tracker.new_id()
-            fields, shared = self._leg_event(leg, key, verdict, method, url, preflight, redirected_from)
+            fields = self._leg_event(leg, key, verdict, method, url, preflight, redirected_from)
             fields["exchange_id"] = tracker.id_text(exchange_id)
-            self._publish(fields, now, shared)
             if wanted:
                 self._log(fields, admission)
+            self._publish(fields, now)
         if pending or preflight:
             for stale in tracker.expired(now):
                 stale_url = redact_url(_target_url(stale.target))
@@ -341,9 +348,8 @@ class CORSTraceMiddleware:
         url: str,
         preflight: bool,
         redirected_from: str | None,
-    ) -> tuple[dict[str, Any], Shared | None]:
-        """The leg's event (a fresh dict the caller may change) without its exchange id, and for a remembered
-        event what its inspector records share.
+    ) -> dict[str, Any]:
+        """The leg's event without its exchange id: a fresh dict, a SharedRecord when remembered.
 
         With the inspector on, or debug logging kept, every leg's event is built: a frontend that repeats
         the same requests would re-run the engine and re-redact the same headers each time. An event is
@@ -369,20 +375,20 @@ class CORSTraceMiddleware:
             cached = self._events.get(remembered)
             if cached is not None:
                 template, shared = cached
-                fields = dict(template)
-                fields["duration_ms"] = round((time.perf_counter() - leg.started) * 1000, 3)
-                return fields, shared
+                copy = SharedRecord(template, shared)
+                copy["duration_ms"] = round((time.perf_counter() - leg.started) * 1000, 3)
+                return copy
         url = url or redact_url(_url(scope, leg.host))
         if verdict is None:
             verdict = self._evaluate(leg, method, url, preflight, redirected_from)
         fields = self._fields(leg, verdict, method, url, preflight, redirected_from)
         if remembered is None:
-            return fields, None
+            return fields
         if len(self._events) >= _MAX_EVENTS:
             self._events.clear()
         shared = Shared()
         self._events[remembered] = (dict(fields), shared)
-        return fields, shared
+        return SharedRecord(fields, shared)
 
     def _evaluate(self, leg: _Leg, method: str, url: str, preflight: bool, redirected_from: str | None) -> Verdict:
         request_headers = leg.request_text()
@@ -589,20 +595,22 @@ class CORSTraceMiddleware:
                 "exception_where": crash["where"],
             }
         if admission is not None:
-            if admission.suppressed:
-                fields["repeats_suppressed"] = admission.suppressed
-            if admission.other_origins:
-                fields["other_origins_suppressed"] = admission.other_origins
+            if admission.suppressed or admission.other_origins:
+                fields = dict(fields)  # not in place: the caller publishes ``fields`` next
+                if admission.suppressed:
+                    fields["repeats_suppressed"] = admission.suppressed
+                if admission.other_origins:
+                    fields["other_origins_suppressed"] = admission.other_origins
             _events.emit("cors.blocked", "warning", fields)
         else:
             _events.emit("cors.allowed", "debug", fields)
 
-    def _publish(self, fields: dict[str, Any], now: float, shared: Shared | None = None) -> None:
+    def _publish(self, fields: dict[str, Any], now: float) -> None:
+        """Hand ``fields`` to the inspector as a ``leg`` record: the last use of ``fields``, which it changes."""
         if self._hub is not None:
-            record = dict(fields) if shared is None else SharedRecord(fields, shared)
-            record["type"] = "leg"
-            record["ts"] = now
-            self._hub.publish(record)
+            fields["type"] = "leg"
+            fields["ts"] = now
+            self._hub.publish(fields)
 
     def _note(self, exchange_id: str, code: str, message: str, now: float) -> None:
         _events.emit("cors.exchange", "info", {"exchange_id": exchange_id, "code": code, "message": message})
