@@ -681,7 +681,7 @@ def test_records_sharing_their_constant_part_encode_as_plain_records_do() -> Non
     from corstrace._inspector.server import _dumps, _events_frame
 
     shared = Shared()
-    plain = [make_record(exchange_id=f"ex-{i}", duration_ms=i / 3, ts=1.0 + i) | {"seq": i} for i in range(3)]
+    plain = [make_record(exchange_id=f'ex-"{i}"\u2028é', duration_ms=i / 3, ts=1.0 + i) | {"seq": i} for i in range(3)]
     records: list[dict[str, Any]] = [SharedRecord(record, shared) for record in plain]
     records.append(make_record(exchange_id="alone", explanation="not shared: \u2028 «»"))
     frame = _events_frame(records, snapshot=False)

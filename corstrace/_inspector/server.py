@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -43,6 +44,10 @@ def _dumps(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+# json's own string encoder (C-accelerated), as json.dumps(..., ensure_ascii=False) uses it.
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
 def _record_json(record: Record) -> str:
     """One record as JSON; the part it shares with other records (see hub.Shared) is encoded only once."""
     shared = record.shared if isinstance(record, SharedRecord) else None
@@ -50,6 +55,11 @@ def _record_json(record: Record) -> str:
         return _dumps(record)
     if shared.json is None:
         shared.json = _dumps({k: v for k, v in record.items() if k not in PER_LEG_KEYS})[1:-1]
+    seq, ts, exchange_id, duration = (record.get(key) for key in PER_LEG_KEYS)
+    if type(seq) is int and type(ts) is float and type(exchange_id) is str and type(duration) is float and shared.json:
+        # What json.dumps would write for these four, without its per-call set-up (~3 µs for a small dict).
+        exchange = _encode_string(exchange_id)
+        return f'{{"seq":{seq},"ts":{ts!r},"exchange_id":{exchange},"duration_ms":{duration!r},{shared.json}}}'
     own = _dumps({k: record[k] for k in PER_LEG_KEYS if k in record})
     if not shared.json:
         return own
