@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 
 import pytest
 
-from bench import engine_only, inprocess, memory, network, run
+from bench import ab, engine_only, inprocess, memory, network, run
 
 # The suite configures structlog for production (debug dropped); later tests expect the defaults back.
 pytestmark = pytest.mark.usefixtures("restore_structlog")
@@ -53,3 +54,10 @@ def test_network_section_runs() -> None:
     result = network.run(rounds=1, seconds=1, connections=2)
     assert result.skipped is None
     assert "requests/s" in run.format_network(result)
+
+
+def test_ab_compares_another_revision_with_the_working_tree() -> None:
+    timings = asyncio.run(ab.compare("HEAD", ("simple", "preflight"), rounds=2, n=2, inspector=False))
+    assert list(timings["simple"]) == ["bare", "bare2", "HEAD", "working tree"]
+    assert all(len(rounds) == 2 for rounds in timings["preflight"].values())
+    assert ab.format_table(timings).splitlines()[0] == "| request | bare µs | bare2 | HEAD | working tree |"
