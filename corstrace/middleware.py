@@ -102,8 +102,13 @@ class _Leg:
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
+            headers = message.get("headers", ())
+            if not isinstance(headers, (list, tuple)):
+                # A one-shot iterable would be used up by the server before the leg is recorded: hand the server
+                # the same headers as a list instead.
+                headers = message["headers"] = list(headers)
             # Kept, not copied: the server has consumed the message by the time the leg is recorded.
-            self.response_headers = message.get("headers", ())
+            self.response_headers = headers
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.complete = True
         try:

@@ -290,3 +290,28 @@ async def test_a_failed_request_leaves_no_reference_cycle_behind() -> None:
         assert alive() is None
     finally:
         gc.enable()
+
+
+async def test_response_headers_given_as_a_one_shot_iterable_reach_the_server_and_the_verdict() -> None:
+    """An app may send its headers as a generator: the server still gets them all, and the leg is judged on them."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = iter([(b"access-control-allow-origin", FRONTEND.encode()), (b"content-type", b"text/plain")])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append({**message, "headers": list(message["headers"])} if "headers" in message else message)
+
+    traced = CORSTraceMiddleware(app, inspector=False)
+    with structlog.testing.capture_logs() as logs:
+        await traced(http_scope("GET", "/items", [(b"origin", FRONTEND.encode())]), receive, send)
+    assert sent[0]["headers"] == [(b"access-control-allow-origin", FRONTEND.encode()), (b"content-type", b"text/plain")]
+    allowed = [entry for entry in logs if entry["event"] == "cors.allowed"]
+    assert len(allowed) == 1 and allowed[0]["verdict"] == "allowed"
+    assert ["access-control-allow-origin", FRONTEND] in allowed[0]["response_headers"]
