@@ -392,7 +392,8 @@ class CORSTraceMiddleware:
         if len(self._events) >= _MAX_EVENTS:
             self._events.clear()
         shared = Shared()
-        self._events[remembered] = (dict(fields), shared)
+        # ``fields`` itself becomes the template: the caller gets a copy, like every later leg.
+        self._events[remembered] = (fields, shared)
         return SharedRecord(fields, shared)
 
     def _evaluate(self, leg: _Leg, method: str, url: str, preflight: bool, redirected_from: str | None) -> Verdict:
