@@ -280,7 +280,9 @@ class CORSTraceMiddleware:
 
         # The cheapest route first: most legs are allowed, their verdict is remembered, nothing waits to be
         # linked to them and nobody reads their event. The key holds everything evaluate() reads.
-        now = time.time()
+        # Link and flood windows run on the leg's start (monotonic, and already read); wall-clock time is read
+        # only for what the inspector shows.
+        now = leg.started
         preflight = method == "OPTIONS" and _is_preflight(leg.keyed)
         redirect = status is not None and 300 <= status < 400
         key = None if redirect else _verdict_key(scope, method, leg.host, leg.keyed, status, leg.response_headers)
@@ -332,16 +334,15 @@ class CORSTraceMiddleware:
             fields["exchange_id"] = tracker.id_text(exchange_id)
             if wanted:
                 self._log(fields, admission)
-            self._publish(fields, now)
+            self._publish(fields)
         if pending or preflight:
-            for stale in tracker.expired(now):
-                stale_url = redact_url(_target_url(stale.target))
+            for stale_id, _, stale_origin, stale_method, stale_target in tracker.expired(now):
                 self._note(
-                    tracker.id_text(stale.exchange_id),
+                    tracker.id_text(stale_id),
                     "preflight_without_actual",
-                    f"The preflight for {stale.method} {stale_url} from {stale.origin} passed, but the actual "
-                    "request never arrived (the page may have been closed, or the request aborted).",
-                    now,
+                    f"The preflight for {stale_method} {redact_url(_target_url(stale_target))} from {stale_origin} "
+                    "passed, but the actual request never arrived (the page may have been closed, or the request "
+                    "aborted).",
                 )
 
     def _leg_event(
@@ -454,7 +455,6 @@ class CORSTraceMiddleware:
 
     def _record_websocket(self, leg: _Leg, accepted: bool) -> None:
         scope = leg.scope
-        now = time.time()
         self._discover(scope.get("app"))
         request_headers = _decoded(scope["headers"])
         url = redact_url(_url(scope, leg.host))
@@ -506,7 +506,7 @@ class CORSTraceMiddleware:
             "outcome": "completed",
         }
         _events.emit("cors.websocket", "warning" if warnings else "debug", fields)
-        self._publish(fields, now)
+        self._publish(fields)
 
     def _explain_server_side(self, leg: _Leg, verdict: Verdict, fields: dict[str, Any]) -> None:
         """Add what only the server knows: the crash, the layer that answered, CORSMiddleware's reason."""
@@ -611,17 +611,18 @@ class CORSTraceMiddleware:
         else:
             _events.emit("cors.allowed", "debug", fields)
 
-    def _publish(self, fields: dict[str, Any], now: float) -> None:
+    def _publish(self, fields: dict[str, Any]) -> None:
         """Hand ``fields`` to the inspector as a ``leg`` record: the last use of ``fields``, which it changes."""
         if self._hub is not None:
             fields["type"] = "leg"
-            fields["ts"] = now
+            fields["ts"] = time.time()
             self._hub.publish(fields)
 
-    def _note(self, exchange_id: str, code: str, message: str, now: float) -> None:
+    def _note(self, exchange_id: str, code: str, message: str) -> None:
         _events.emit("cors.exchange", "info", {"exchange_id": exchange_id, "code": code, "message": message})
         if self._hub is not None:
-            self._hub.publish({"type": "note", "ts": now, "exchange_id": exchange_id, "code": code, "message": message})
+            note = {"type": "note", "ts": time.time(), "exchange_id": exchange_id, "code": code, "message": message}
+            self._hub.publish(note)
 
     # --- healing --------------------------------------------------------------------------------
 
@@ -842,14 +843,24 @@ def _location(headers: Sequence[tuple[str, str]], base: str) -> str | None:
 
 
 def _crash_key(exc: BaseException | None) -> tuple[Any, ...]:
-    """What _describe_exception() makes its description from: type, message and the frames' code and line."""
-    frames = []
+    """What _describe_exception() makes its description from: type, message, and where each frame it shows was.
+
+    A frame is keyed by its file, function, line and instruction (the traceback's carets point at the
+    instruction): strings and ints that hash in a few instructions. Code objects would do too, but they
+    re-hash their constants, names and bytecode on every call: ~10,000 instructions a frame under FastAPI.
+    """
+    tracebacks = []
     tb = exc.__traceback__ if exc is not None else None
     while tb is not None:
-        frames.append((tb.tb_frame.f_code, tb.tb_lineno))
+        tracebacks.append(tb)
         tb = tb.tb_next
+    if getattr(sys, "tracebacklimit", None) is None:
+        tracebacks = tracebacks[-_TRACEBACK_FRAMES:]  # all _describe_exception() shows
+    frames = tuple(
+        [(tb.tb_frame.f_code.co_filename, tb.tb_frame.f_code.co_name, tb.tb_lineno, tb.tb_lasti) for tb in tracebacks]
+    )
     # The description shows at most _MAX_MESSAGE characters of the message; a longer one is keyed on a bit more.
-    return (type(exc), str(exc)[: _MAX_MESSAGE + 1], tuple(frames))
+    return (type(exc), str(exc)[: _MAX_MESSAGE + 1], frames)
 
 
 def _describe_exception(exc: BaseException) -> dict[str, Any]:

@@ -253,18 +253,13 @@ def test_a_remembered_event_follows_every_request_header() -> None:
     assert ["x-trace", "two"] in second["request_headers"]
 
 
-def _crash_events(messages: list[str]) -> list[dict[str, Any]]:
-    """Identical requests to one URL whose handler raises with each message in turn."""
-    upcoming = iter(messages)
-
-    def crash(request: Any) -> Any:
-        raise RuntimeError(next(upcoming))
-
+def _crash_events(crash: Any, count: int) -> list[dict[str, Any]]:
+    """``count`` identical requests to one URL whose handler is ``crash``."""
     app = Starlette(routes=[Route("/crash", crash)])
     app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"])
     app.add_middleware(CORSTraceMiddleware, inspector=False, aggregate_window=0)
     with TestClient(app, raise_server_exceptions=False) as client, capture_logs() as logs:
-        for _ in messages:
+        for _ in range(count):
             client.get("/crash", headers={"Origin": "http://localhost:3000"})
     return [entry for entry in logs if entry["event"] == "cors.blocked"]
 
@@ -272,7 +267,28 @@ def _crash_events(messages: list[str]) -> list[dict[str, Any]]:
 @pytest.mark.usefixtures("restore_structlog")
 def test_a_repeated_crash_gets_the_event_a_fresh_build_gives() -> None:
     structlog.reset_defaults()
-    first, second, other = _crash_events(["db down", "db down", "disk full"])
+    upcoming = iter(["db down", "db down", "disk full"])
+
+    def crash(request: Any) -> Any:
+        raise RuntimeError(next(upcoming))
+
+    first, second, other = _crash_events(crash, 3)
     assert _without_per_leg_fields(second) == _without_per_leg_fields(first)
     assert first["exception_message"] == "db down" and other["exception_message"] == "disk full"
     assert "disk full" in other["exception"]
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_the_same_crash_raised_from_another_line_gets_its_own_event() -> None:
+    structlog.reset_defaults()
+    first_call = iter([True, False])
+
+    def crash(request: Any) -> Any:
+        if next(first_call):
+            raise RuntimeError("db down")
+        raise RuntimeError("db down")
+
+    first, second = _crash_events(crash, 2)
+    first_line = int(first["exception_where"].rsplit(":", 1)[1])
+    assert second["exception_where"].endswith(f":{first_line + 1}")
+    assert first["exception"] != second["exception"]
