@@ -13,8 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Hashable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 K = TypeVar("K")
 
@@ -25,15 +24,12 @@ MAX_PENDING = 1024
 SWEEP_EVERY = 1.0
 
 
-@dataclass(slots=True)
-class _Pending:
-    exchange_id: int
-    at: float
-    origin: str
-    method: str
-    # Where the leg went: an absolute URL for redirect hops; for preflights, the caller's target key
-    # (whatever it passed to preflight()), turned into a URL only if the preflight expires unmatched.
-    target: Any
+# A leg waiting for the next one: (exchange id, when, origin, method, target). A plain tuple, not a dataclass:
+# one is made per preflight, and building a tuple costs a fifth of calling a generated __init__.
+# ``target`` is where the leg went: an absolute URL for redirect hops; for preflights, the caller's target key
+# (whatever it passed to preflight()), turned into a URL only if the preflight expires unmatched.
+_Pending = tuple[int, float, str, str, Any]
+_AT: Final = 1
 
 
 class Tracker:
@@ -77,7 +73,7 @@ class Tracker:
         """A preflight leg; when the browser accepted it, the actual request is expected next."""
         exchange_id = next(self._ids)
         if allowed:
-            _put(self._preflights, (origin, target, method), _Pending(exchange_id, now, origin, method, target))
+            _put(self._preflights, (origin, target, method), (exchange_id, now, origin, method, target))
         return exchange_id
 
     def actual(self, origin: str, target: Hashable, url: str | None, method: str, now: float) -> tuple[int, str | None]:
@@ -88,16 +84,16 @@ class Tracker:
         """
         if url is not None:
             hop = self._redirects.pop(url, None)
-            if hop is not None and now - hop.at <= self.window:
-                return hop.exchange_id, hop.target
+            if hop is not None and now - hop[_AT] <= self.window:
+                return hop[0], hop[4]
         pending = self._preflights.pop((origin, target, method), None)
-        if pending is not None and now - pending.at <= self.window:
-            return pending.exchange_id, None
+        if pending is not None and now - pending[_AT] <= self.window:
+            return pending[0], None
         return next(self._ids), None
 
     def redirect(self, exchange_id: int, origin: str, from_url: str, location: str, method: str, now: float) -> None:
         """The actual request was answered with a redirect to ``location`` (absolute URL)."""
-        _put(self._redirects, location, _Pending(exchange_id, now, origin, method, from_url))
+        _put(self._redirects, location, (exchange_id, now, origin, method, from_url))
 
     def expired(self, now: float) -> list[_Pending]:
         """Allowed preflights whose actual request did not arrive within the window (redirect hops just go).
@@ -112,14 +108,14 @@ class Tracker:
         while preflights:
             key = next(iter(preflights))
             oldest = preflights[key]
-            if now - oldest.at <= self.window:
+            if now - oldest[_AT] <= self.window:
                 break
             del preflights[key]
             gone.append(oldest)
         redirects = self._redirects
         while redirects:
             location = next(iter(redirects))
-            if now - redirects[location].at <= self.window:
+            if now - redirects[location][_AT] <= self.window:
                 break
             del redirects[location]
         return gone

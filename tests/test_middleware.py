@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from corstrace import CORSTraceMiddleware
+from corstrace._exchange import Tracker
 
 FRONTEND = "http://localhost:3000"
 SECRET = "s3cr3t-value-never-logged"
@@ -185,6 +187,23 @@ def test_preflight_and_actual_share_an_exchange_id(logs: list[dict[str, Any]]) -
     preflight, actual = _legs(logs)
     assert preflight["preflight"] is True and actual["preflight"] is False
     assert preflight["exchange_id"] == actual["exchange_id"]
+
+
+def test_passed_preflight_whose_actual_request_never_comes_gets_a_note(
+    logs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the link window has passed, the next leg reports the preflight left waiting, with its exchange id."""
+    monkeypatch.setattr("corstrace.middleware.Tracker", functools.partial(Tracker, window=0.0))
+    monkeypatch.setattr("corstrace._exchange.SWEEP_EVERY", 0.0)
+    client = TestClient(make_app(allow_methods=["GET", "PUT"]))
+    _preflight(client, "/items/1?token=abc", "PUT")
+    client.get("/items", headers={"Origin": FRONTEND})
+    notes = [e for e in logs if e["event"] == "cors.exchange"]
+    assert [note["code"] for note in notes] == ["preflight_without_actual"]
+    assert notes[0]["exchange_id"] == _legs(logs)[0]["exchange_id"]
+    assert notes[0]["message"].startswith(
+        f"The preflight for PUT http://testserver/items/1?token=[redacted] from {FRONTEND} passed"
+    )
 
 
 def test_trailing_slash_redirect_is_followed_in_the_same_exchange(logs: list[dict[str, Any]]) -> None:
