@@ -29,10 +29,12 @@ INSPECTOR_TOKEN = "bench-inspector-token-0123456789abcdef"
 os.environ.setdefault("CORSTRACE_INSPECTOR_TOKEN", INSPECTOR_TOKEN)
 
 # The variants of the in-process table, in display order. "bare2" is a second identical bare app: the noise floor.
-VARIANTS = ("bare", "bare2", "corstrace", "inspector", "stalled", "otel")
+VARIANTS = ("bare", "bare2", "observing", "deciding", "corstrace", "inspector", "stalled", "otel")
 VARIANT_LABELS = {
     "bare": "bare FastAPI + CORSMiddleware",
     "bare2": "second bare app (noise floor)",
+    "observing": "floor: finds Origin, reads the response start",
+    "deciding": "floor: + decides every leg (cached verdicts)",
     "corstrace": "+ corstrace (production: inspector off, debug filtered, JSON)",
     "inspector": "+ corstrace, inspector on, one reading client",
     "stalled": "+ corstrace, inspector on, one stalled client",
@@ -104,6 +106,11 @@ def build(variant: str) -> ASGIApp:
     """One variant's ASGI app (a fresh FastAPI app each time: no state shared between variants)."""
     app = fastapi_app()
     if variant in ("bare", "bare2"):
+        return app
+    if variant in ("observing", "deciding"):
+        from bench.floor import DecidingLayer, ObservingLayer
+
+        app.add_middleware(ObservingLayer if variant == "observing" else DecidingLayer)
         return app
     if variant == "corstrace":
         app.add_middleware(CORSTraceMiddleware, inspector=False)

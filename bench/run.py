@@ -101,17 +101,25 @@ def format_inprocess(result: inprocess.InProcessResult) -> str:
     return "\n".join(lines)
 
 
-def targets(result: inprocess.InProcessResult) -> list[tuple[str, bool, str]]:
-    """(target, holds, measured) for each of issue #6's in-process targets."""
+def targets(result: inprocess.InProcessResult) -> list[tuple[str, bool, str, str]]:
+    """(target, holds, measured, floor) for each of issue #6's in-process targets.
+
+    ``floor`` is what the minimal deciding layer (bench/floor.py) reads in the same place: no design that
+    explains every leg can go below it.
+    """
     k = result.kinds
-    out: list[tuple[str, bool, str]] = []
+    out: list[tuple[str, bool, str, str]] = []
+    floors = "deciding" in result.variants
 
     def ratio(kind: str, variant: str) -> float:
         return k[kind].ratio(variant)
 
+    def floor(kind: str, variant: str = "deciding") -> str:
+        return f"{ratio(kind, variant):.3f}× ({k[kind].added_us(variant):+.1f} µs)" if floors else "not measured"
+
     if "no_origin" in k:
         r = ratio("no_origin", "corstrace")
-        out.append(("no `Origin`: ≤ 1.01×", r <= 1.01, f"{r:.3f}×"))
+        out.append(("no `Origin`: ≤ 1.01×", r <= 1.01, f"{r:.3f}×", floor("no_origin", "observing")))
     for kind in ("simple", "blocked"):
         if kind in k:
             r, added, otel = ratio(kind, "corstrace"), k[kind].added_us("corstrace"), k[kind].added_us("otel")
@@ -121,11 +129,12 @@ def targets(result: inprocess.InProcessResult) -> list[tuple[str, bool, str]]:
                     f"{KIND_LABELS[kind]}: ≤ 1.05× and < ½ of OpenTelemetry's µs",
                     holds,
                     f"{r:.3f}×, {added:+.1f} µs vs OpenTelemetry {otel:+.1f} µs",
+                    floor(kind),
                 )
             )
     if "preflight" in k:
         r = ratio("preflight", "corstrace")
-        out.append(("preflight: ≤ 1.30×", r <= 1.30, f"{r:.3f}×"))
+        out.append(("preflight: ≤ 1.30×", r <= 1.30, f"{r:.3f}×", floor("preflight")))
     for variant, label in (("inspector", "inspector on, reading client"), ("stalled", "inspector on, stalled client")):
         worst = max(((ratio(kind, variant), kind) for kind in k if kind != "error"), default=None)
         if worst is not None:
@@ -134,14 +143,20 @@ def targets(result: inprocess.InProcessResult) -> list[tuple[str, bool, str]]:
                     f"{label}: ≤ 1.10× (every kind but the raising handler)",
                     worst[0] <= 1.10,
                     f"worst {worst[0]:.3f}× ({KIND_LABELS[worst[1]]})",
+                    f"{floor(worst[1])} on that kind",
                 )
             )
     return out
 
 
-def format_targets(rows: list[tuple[str, bool, str]]) -> str:
-    lines = ["| target | holds | measured |", "|---|---|---|"]
-    lines += [f"| {name} | {'yes' if holds else '**no**'} | {measured} |" for name, holds, measured in rows]
+def format_targets(rows: list[tuple[str, bool, str, str]]) -> str:
+    lines = [
+        "| target | holds | measured | floor: the minimal deciding layer, same run |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {'yes' if holds else '**no**'} | {measured} | {floor} |" for name, holds, measured, floor in rows
+    ]
     return "\n".join(lines)
 
 

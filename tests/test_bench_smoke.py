@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from bench import ab, engine_only, inprocess, memory, network, run
+from bench import ab, engine_only, inprocess, instructions, memory, network, run
 
 # The suite configures structlog for production (debug dropped); later tests expect the defaults back.
 pytestmark = pytest.mark.usefixtures("restore_structlog")
@@ -61,3 +61,16 @@ def test_ab_compares_another_revision_with_the_working_tree() -> None:
     assert list(timings["simple"]) == ["bare", "bare2", "HEAD", "working tree"]
     assert all(len(rounds) == 2 for rounds in timings["preflight"].values())
     assert ab.format_table(timings).splitlines()[0] == "| request | bare µs | bare2 | HEAD | working tree |"
+
+
+def test_instruction_counter_runs_every_variant_without_waiting_for_the_event_loop() -> None:
+    # What runs under callgrind, run natively: a request that waited for the event loop would raise.
+    for variant in instructions.VARIANTS:
+        instructions.child(variant, "preflight", 3)
+
+
+def test_instruction_table_reads_callgrind_and_renders() -> None:
+    assert instructions.parse_collected("==1== Events    : Ir\n==1== Collected : 43718715\n") == 43718715
+    assert instructions.parse_collected("valgrind: no such file") == 0
+    table = instructions.format_table({"simple": {"bare": 400_000.0, "corstrace": 420_000.0}}, 300)
+    assert "| allowed simple GET | 400.0k | 1.050× (+20.0k) |" in table
