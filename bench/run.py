@@ -114,12 +114,12 @@ def targets(result: inprocess.InProcessResult) -> list[tuple[str, bool, str, str
     def ratio(kind: str, variant: str) -> float:
         return k[kind].ratio(variant)
 
-    def floor(kind: str, variant: str = "deciding") -> str:
-        return f"{ratio(kind, variant):.3f}× ({k[kind].added_us(variant):+.1f} µs)" if floors else "not measured"
+    def floor(kind: str) -> str:
+        return f"{ratio(kind, 'deciding'):.3f}× ({k[kind].added_us('deciding'):+.1f} µs)" if floors else "not measured"
 
     if "no_origin" in k:
         r = ratio("no_origin", "corstrace")
-        out.append(("no `Origin`: ≤ 1.01×", r <= 1.01, f"{r:.3f}×", floor("no_origin", "observing")))
+        out.append(("no `Origin`: ≤ 1.01×", r <= 1.01, f"{r:.3f}×", floor("no_origin")))
     for kind in ("simple", "blocked"):
         if kind in k:
             r, added, otel = ratio(kind, "corstrace"), k[kind].added_us("corstrace"), k[kind].added_us("otel")
