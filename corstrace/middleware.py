@@ -845,26 +845,33 @@ def _location(headers: Sequence[tuple[str, str]], base: str) -> str | None:
 def _crash_key(exc: BaseException | None) -> tuple[Any, ...]:
     """What _describe_exception() makes its description from: type, message, and where each frame it shows was.
 
-    A frame is keyed by its file, function, line and instruction (the traceback's carets point at the
-    instruction): strings and ints that hash in a few instructions. Code objects would do too, but they
-    re-hash their constants, names and bytecode on every call: ~10,000 instructions a frame under FastAPI.
+    A frame is keyed by its code's file, first line and name and by the instruction it was at: the
+    instruction fixes the line and the traceback's carets. All are stored values, cheap to read and hash. Not
+    ``tb_lineno``: it is computed from the line table on every read (~1.6 µs a frame under FastAPI); not the
+    code object: it re-hashes its constants, names and bytecode on every hash() (~10,000 instructions).
     """
     tracebacks = []
     tb = exc.__traceback__ if exc is not None else None
     while tb is not None:
         tracebacks.append(tb)
         tb = tb.tb_next
-    if getattr(sys, "tracebacklimit", None) is None:
+    if _tracebacklimit() is None:
         tracebacks = tracebacks[-_TRACEBACK_FRAMES:]  # all _describe_exception() shows
-    frames = tuple(
-        [(tb.tb_frame.f_code.co_filename, tb.tb_frame.f_code.co_name, tb.tb_lineno, tb.tb_lasti) for tb in tracebacks]
-    )
+    frames = []
+    for tb in tracebacks:
+        code = tb.tb_frame.f_code
+        frames.append((code.co_filename, code.co_firstlineno, code.co_name, tb.tb_lasti))
     # The description shows at most _MAX_MESSAGE characters of the message; a longer one is keyed on a bit more.
-    return (type(exc), str(exc)[: _MAX_MESSAGE + 1], frames)
+    return (type(exc), str(exc)[: _MAX_MESSAGE + 1], tuple(frames))
+
+
+def _tracebacklimit() -> Any:
+    # Not getattr(sys, "tracebacklimit", None): a missing module attribute builds an AttributeError (~2.7 µs).
+    return sys.__dict__.get("tracebacklimit")
 
 
 def _describe_exception(exc: BaseException) -> dict[str, Any]:
-    if getattr(sys, "tracebacklimit", None) is None:
+    if _tracebacklimit() is None:
         # Only the last frames are shown: looking up the source lines of the whole stack (a dozen framework
         # frames under FastAPI) cost hundreds of µs per failed request.
         # Start the traceback at its last _TRACEBACK_FRAMES entries, so extract_tb does exactly what it did.
