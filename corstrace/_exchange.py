@@ -84,11 +84,15 @@ class Tracker:
         """
         if url is not None:
             hop = self._redirects.pop(url, None)
-            if hop is not None and now - hop[_AT] <= self.window:
-                return hop[0], hop[4]
+            if hop is not None:
+                exchange_id, at, _, _, from_url = hop
+                if now - at <= self.window:
+                    return exchange_id, from_url
         pending = self._preflights.pop((origin, target, method), None)
-        if pending is not None and now - pending[_AT] <= self.window:
-            return pending[0], None
+        if pending is not None:
+            exchange_id, at, _, _, _ = pending
+            if now - at <= self.window:
+                return exchange_id, None
         return next(self._ids), None
 
     def redirect(self, exchange_id: int, origin: str, from_url: str, location: str, method: str, now: float) -> None:

@@ -19,6 +19,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterable, Sequence
+from types import TracebackType
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -850,43 +851,36 @@ def _crash_key(exc: BaseException | None) -> tuple[Any, ...]:
     ``tb_lineno``: it is computed from the line table on every read (~1.6 µs a frame under FastAPI); not the
     code object: it re-hashes its constants, names and bytecode on every hash() (~10,000 instructions).
     """
-    tracebacks = []
-    tb = exc.__traceback__ if exc is not None else None
-    while tb is not None:
-        tracebacks.append(tb)
-        tb = tb.tb_next
-    if _tracebacklimit() is None:
-        tracebacks = tracebacks[-_TRACEBACK_FRAMES:]  # all _describe_exception() shows
     frames = []
-    for tb in tracebacks:
+    for tb in _shown_tracebacks(exc):
         code = tb.tb_frame.f_code
         frames.append((code.co_filename, code.co_firstlineno, code.co_name, tb.tb_lasti))
     # The description shows at most _MAX_MESSAGE characters of the message; a longer one is keyed on a bit more.
     return (type(exc), str(exc)[: _MAX_MESSAGE + 1], tuple(frames))
 
 
-def _tracebacklimit() -> Any:
+def _shown_tracebacks(exc: BaseException | None) -> list[TracebackType]:
+    """The traceback entries whose frames an exception's description shows: the last _TRACEBACK_FRAMES.
+
+    All of them when ``sys.tracebacklimit`` is set (``extract_tb`` then applies it). Only the last ones
+    otherwise: looking up the source lines of the whole stack (a dozen framework frames under FastAPI) cost
+    hundreds of µs per failed request.
+    """
+    entries = []
+    tb = exc.__traceback__ if exc is not None else None
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
     # Not getattr(sys, "tracebacklimit", None): a missing module attribute builds an AttributeError (~2.7 µs).
-    return sys.__dict__.get("tracebacklimit")
+    if sys.__dict__.get("tracebacklimit") is None:
+        return entries[-_TRACEBACK_FRAMES:]
+    return entries
 
 
 def _describe_exception(exc: BaseException) -> dict[str, Any]:
-    if _tracebacklimit() is None:
-        # Only the last frames are shown: looking up the source lines of the whole stack (a dozen framework
-        # frames under FastAPI) cost hundreds of µs per failed request.
-        # Start the traceback at its last _TRACEBACK_FRAMES entries, so extract_tb does exactly what it did.
-        start = exc.__traceback__
-        depth = 0
-        node = start
-        while node is not None:
-            depth += 1
-            node = node.tb_next
-        for _ in range(depth - _TRACEBACK_FRAMES):
-            assert start is not None
-            start = start.tb_next
-        frames = traceback.extract_tb(start)
-    else:
-        frames = traceback.extract_tb(exc.__traceback__)
+    shown = _shown_tracebacks(exc)
+    # extract_tb follows tb_next from the first entry shown to the end of the traceback.
+    frames = traceback.extract_tb(shown[0]) if shown else traceback.StackSummary()
     where = None
     if frames:
         last = frames[-1]
