@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -292,3 +293,20 @@ def test_the_same_crash_raised_from_another_line_gets_its_own_event() -> None:
     first_line = int(first["exception_where"].rsplit(":", 1)[1])
     assert second["exception_where"].endswith(f":{first_line + 1}")
     assert first["exception"] != second["exception"]
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_a_crash_description_honours_sys_tracebacklimit(monkeypatch: pytest.MonkeyPatch) -> None:
+    structlog.reset_defaults()
+
+    def crash(request: Any) -> Any:
+        raise RuntimeError("db down")
+
+    (default,) = _crash_events(crash, 1)
+    monkeypatch.setattr(sys, "tracebacklimit", 1, raising=False)
+    (limited,) = _crash_events(crash, 1)
+    # The default shows the last frames, ending at the raise; a limit of 1 keeps only the outermost frame,
+    # where the exception passed through corstrace on its way out.
+    assert default["exception_where"].endswith(f":{crash.__code__.co_firstlineno + 1}")
+    assert "corstrace/middleware.py:" in limited["exception_where"]
+    assert limited["exception"].count('  File "') == 1
