@@ -74,6 +74,7 @@ class _Leg:
     complete = False
     _request_text: tuple[tuple[str, str], ...] | None = None
     _response_text: tuple[tuple[str, str], ...] | None = None
+    _url_text: str | None = None
 
     def __init__(
         self, scope: Scope, origin: str, host: str, keyed: list[tuple[bytes, bytes]], receive: Receive, send: Send
@@ -86,6 +87,12 @@ class _Leg:
         self.started = time.perf_counter()
         self._send = send
         self._receive = receive
+
+    def url(self) -> str:
+        """The request's URL, redacted; built once, and only for the legs that need it (most do not)."""
+        if self._url_text is None:
+            self._url_text = redact_url(_url(self.scope, self.host))
+        return self._url_text
 
     def request_text(self) -> tuple[tuple[str, str], ...]:
         """The request headers decoded (once: the verdict and the event both need them)."""
@@ -272,9 +279,8 @@ class CORSTraceMiddleware:
         status = leg.status
         tracker = self._tracker
         if status is None and leg.outcome in ("cancelled", "client_disconnected"):
-            url = redact_url(_url(scope, leg.host))
             preflight = method == "OPTIONS" and _is_preflight(leg.keyed)
-            base = self._base(leg, method, url, preflight)
+            base = self._base(leg, method, preflight)
             base.update(exchange_id=tracker.id_text(tracker.new_id()), outcome=leg.outcome, status=None)
             _events.emit("cors.aborted", "info", base)
             return
@@ -290,21 +296,17 @@ class CORSTraceMiddleware:
         # Legs are linked through the raw parts of their URL; a URL string is built only to follow a
         # redirect hop, or for an event someone reads. Exchange ids are drawn only when needed.
         pending = tracker.pending
-        url = ""
         redirected_from = None
         exchange_id = 0
         if pending and not preflight:
-            target = _target(scope, leg.host)
-            if tracker.redirects_pending:
-                url = redact_url(_target_url(target))
-            exchange_id, redirected_from = tracker.actual(leg.origin, target, url or None, method, now)
+            url = leg.url() if tracker.redirects_pending else None
+            exchange_id, redirected_from = tracker.actual(leg.origin, _target(scope, leg.host), url, method, now)
             if redirected_from is not None:
                 key = None  # the hop's own URL takes part in the decision
         verdict: Verdict | None = None
         summary = self._verdicts.get(key) if key is not None else None
         if summary is None:
-            url = url or redact_url(_url(scope, leg.host))
-            verdict = self._evaluate(leg, method, url, preflight, redirected_from)
+            verdict = self._evaluate(leg, method, preflight, redirected_from)
             summary = (verdict.verdict, verdict.reason, verdict.requested_method)
             if key is not None:
                 if len(self._verdicts) >= _MAX_VERDICTS:
@@ -315,11 +317,10 @@ class CORSTraceMiddleware:
             allowed = verdict_name == "allowed"
             exchange_id = tracker.preflight(leg.origin, _target(scope, leg.host), requested_method or "", allowed, now)
         elif redirect and verdict_name == "allowed":
-            url = url or redact_url(_url(scope, leg.host))
-            location = _location(leg.response_text(), url)
+            location = _location(leg.response_text(), leg.url())
             if location is not None:
                 exchange_id = exchange_id or tracker.new_id()
-                tracker.redirect(exchange_id, leg.origin, url, location, method, now)
+                tracker.redirect(exchange_id, leg.origin, leg.url(), location, method, now)
 
         # Who reads this leg: the inspector, the blocked-event aggregator, or a structlog that keeps debug.
         admission = None
@@ -331,7 +332,7 @@ class CORSTraceMiddleware:
             wanted = _events.debug_enabled()
         if wanted or self._hub is not None:
             exchange_id = exchange_id or tracker.new_id()
-            fields = self._leg_event(leg, key, verdict, method, url, preflight, redirected_from)
+            fields = self._leg_event(leg, key, verdict, method, preflight, redirected_from)
             fields["exchange_id"] = tracker.id_text(exchange_id)
             if wanted:
                 self._log(fields, admission)
@@ -352,7 +353,6 @@ class CORSTraceMiddleware:
         key: tuple[Any, ...] | None,
         verdict: Verdict | None,
         method: str,
-        url: str,
         preflight: bool,
         redirected_from: str | None,
     ) -> dict[str, Any]:
@@ -385,10 +385,9 @@ class CORSTraceMiddleware:
                 copy = SharedRecord(template, shared)
                 copy["duration_ms"] = round((time.perf_counter() - leg.started) * 1000, 3)
                 return copy
-        url = url or redact_url(_url(scope, leg.host))
         if verdict is None:
-            verdict = self._evaluate(leg, method, url, preflight, redirected_from)
-        fields = self._fields(leg, verdict, method, url, preflight, redirected_from)
+            verdict = self._evaluate(leg, method, preflight, redirected_from)
+        fields = self._fields(leg, verdict, method, preflight, redirected_from)
         if remembered is None:
             return fields
         if len(self._events) >= _MAX_EVENTS:
@@ -398,19 +397,20 @@ class CORSTraceMiddleware:
         self._events[remembered] = (fields, shared)
         return SharedRecord(fields, shared)
 
-    def _evaluate(self, leg: _Leg, method: str, url: str, preflight: bool, redirected_from: str | None) -> Verdict:
+    def _evaluate(self, leg: _Leg, method: str, preflight: bool, redirected_from: str | None) -> Verdict:
+        url = leg.url()
         request_headers = leg.request_text()
         response = Response(leg.status, leg.response_text()) if leg.status is not None else None
         if preflight:
             return evaluate(Request(method, url, request_headers, preflight=True), response)
         return evaluate(Request(method, url, request_headers, redirected_from=redirected_from), response)
 
-    def _base(self, leg: _Leg, method: str, url: str, preflight: bool) -> dict[str, Any]:
+    def _base(self, leg: _Leg, method: str, preflight: bool) -> dict[str, Any]:
         scope = leg.scope
         return {
             "origin": leg.origin,
             "method": method,
-            "url": url,
+            "url": leg.url(),
             "path": scope.get("root_path", "") + scope["path"],
             "preflight": preflight,
             "duration_ms": round((time.perf_counter() - leg.started) * 1000, 3),
@@ -422,13 +422,12 @@ class CORSTraceMiddleware:
         leg: _Leg,
         verdict: Verdict,
         method: str,
-        url: str,
         preflight: bool,
         redirected_from: str | None,
     ) -> dict[str, Any]:
         """The full per-leg event (the README's contract) but its exchange id; built only when someone reads it."""
         fields = verdict.as_dict()
-        fields.update(self._base(leg, method, url, preflight))
+        fields.update(self._base(leg, method, preflight))
         fields.update(
             exchange_id=None,
             status=leg.status if leg.status is not None else 500,
@@ -457,8 +456,7 @@ class CORSTraceMiddleware:
     def _record_websocket(self, leg: _Leg, accepted: bool) -> None:
         scope = leg.scope
         self._discover(scope.get("app"))
-        request_headers = _decoded(scope["headers"])
-        url = redact_url(_url(scope, leg.host))
+        request_headers = leg.request_text()
         allowed_by_cors = None
         if self._settings is not None:
             allowed_by_cors = self._settings.cors.is_allowed_origin(leg.origin)
@@ -493,7 +491,7 @@ class CORSTraceMiddleware:
             "method": "GET",
             "requested_method": None,
             "requested_headers": [],
-            "url": url,
+            "url": leg.url(),
             "path": scope.get("root_path", "") + scope["path"],
             "status": leg.status,
             "layer": None,
