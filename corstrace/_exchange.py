@@ -107,22 +107,19 @@ class Tracker:
         if now < self._sweep_at:
             return []
         self._sweep_at = now + SWEEP_EVERY
-        gone: list[_Pending] = []
-        preflights = self._preflights
-        while preflights:
-            key = next(iter(preflights))
-            oldest = preflights[key]
-            if now - oldest[_AT] <= self.window:
-                break
-            del preflights[key]
-            gone.append(oldest)
-        redirects = self._redirects
-        while redirects:
-            location = next(iter(redirects))
-            if now - redirects[location][_AT] <= self.window:
-                break
-            del redirects[location]
-        return gone
+        _take_expired(self._redirects, now, self.window)
+        return _take_expired(self._preflights, now, self.window)
+
+
+def _take_expired(table: dict[K, _Pending], now: float, window: float) -> list[_Pending]:
+    """Remove and return the entries more than ``window`` old: the first ones, as the dict is in arrival order."""
+    gone: list[_Pending] = []
+    while table:
+        key = next(iter(table))
+        if now - table[key][_AT] <= window:
+            break
+        gone.append(table.pop(key))
+    return gone
 
 
 def _put(table: dict[K, _Pending], key: K, value: _Pending) -> None:
