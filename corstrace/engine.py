@@ -166,6 +166,8 @@ class Verdict:
 
 
 __all__ = [
+    "DECISIVE_REQUEST_HEADERS",
+    "DECISIVE_RESPONSE_HEADERS",
     "Caveat",
     "Credentials",
     "Headers",
@@ -220,8 +222,22 @@ _UNINTERESTING_RESPONSE_HEADERS = frozenset(
 _BROWSER_CAPS = (("WebKit", 600), ("Chromium", 7200), ("Firefox", 86400))
 
 _ACAO_AND_ORIGIN = ("access-control-allow-origin", "origin")
-_REQUEST_HEADERS_READ = frozenset(
+# The request and response headers that decide a leg's verdict, reason and requested method: the judges below
+# see only these (`_Exchange.decisive`, `_request_headers`), so a rule that reads another header finds nothing
+# until its name is listed here. Callers that remember decisions key them on exactly these headers (with the
+# method, the status and the request URL's origin), so a new rule can never be served a stale decision.
+# Names are lower-case; the wording of explanations and warnings may read any header.
+DECISIVE_REQUEST_HEADERS = frozenset(
     {"origin", "cookie", "sec-fetch-mode", "access-control-request-method", "access-control-request-headers"}
+)
+DECISIVE_RESPONSE_HEADERS = frozenset(
+    {
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "access-control-allow-methods",
+        "access-control-allow-headers",
+        "location",
+    }
 )
 
 
@@ -251,7 +267,8 @@ class _Exchange(NamedTuple):
     method: str  # the actual request's method: Access-Control-Request-Method on a preflight
     requested_headers: tuple[str, ...]
     status: int
-    response: dict[str, str]
+    response: dict[str, str]  # every response header, folded: for explanations and warnings
+    decisive: dict[str, str]  # only DECISIVE_RESPONSE_HEADERS: what the judges may read
     acao_lines: int
     exception: bool  # no response started: the judged 500 is the server-error layer's
 
@@ -266,7 +283,7 @@ class _Finding(NamedTuple):
 
 def _check_access(exchange: _Exchange, include: bool) -> _Finding:
     # cors.cc CheckAccess, in Chromium's order.
-    acao = exchange.response.get("access-control-allow-origin")
+    acao = exchange.decisive.get("access-control-allow-origin")
     if acao == "*":
         return _Finding("WildcardOriginNotAllowed") if include else _Finding(None)
     if acao is None:
@@ -278,7 +295,7 @@ def _check_access(exchange: _Exchange, include: bool) -> _Finding:
             return _Finding("InvalidAllowOriginValue", acao)
         return _Finding("AllowOriginMismatch", acao)
     if include:
-        acac = exchange.response.get("access-control-allow-credentials")
+        acac = exchange.decisive.get("access-control-allow-credentials")
         if acac != "true":
             return _Finding("InvalidAllowCredentials", acac or "")
     return _Finding(None)
@@ -294,7 +311,7 @@ def _first_invalid_token(value: str | None) -> str | None:
 
 
 def _judge_preflight(exchange: _Exchange, include: bool) -> _Finding:
-    response = exchange.response
+    response = exchange.decisive
     if exchange.status in _REDIRECT_STATUSES and response.get("location"):
         return _Finding("PreflightDisallowedRedirect")
     access = _check_access(exchange, include)
@@ -329,7 +346,7 @@ def _judge_actual(exchange: _Exchange, include: bool) -> _Finding:
     access = _check_access(exchange, include)
     if access.reason is not None:
         return access
-    location = exchange.response.get("location")
+    location = exchange.decisive.get("location")
     if exchange.status in _REDIRECT_STATUSES and location and location_has_credentials(location):
         # Chromium 156 leaves the hint empty: the message reads "Redirect location ''".
         return _Finding("RedirectContainsCredentials", "")
@@ -403,7 +420,7 @@ def _request_headers(headers: Headers) -> dict[str, str]:
     folded: dict[str, str] = {}
     for name, value in headers:
         key = name.lower()
-        if key in _REQUEST_HEADERS_READ:
+        if key in DECISIVE_REQUEST_HEADERS:
             value = value.strip(LWS)
             previous = folded.get(key)
             folded[key] = value if previous is None else f"{previous}, {value}"
@@ -458,8 +475,9 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
     else:
         method, requested_headers = request.method, ()
     status = answered.status if isinstance(answered.status, int) else 0
+    judged = {name: value for name, value in response_headers.items() if name in DECISIVE_RESPONSE_HEADERS}
     exchange = _Exchange(
-        request, preflight, origin, method, requested_headers, status, response_headers,
+        request, preflight, origin, method, requested_headers, status, response_headers, judged,
         acao_lines, exception,
     )  # fmt: skip
     judge = _judge_preflight if preflight else _judge_actual

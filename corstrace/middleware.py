@@ -32,7 +32,7 @@ from corstrace._inspector.hub import Hub, Shared, SharedRecord
 from corstrace._inspector.server import Inspector
 from corstrace._inspector.token import inspector_enabled
 from corstrace._redact import Redactor, redact_url
-from corstrace.engine import _REQUEST_HEADERS_READ, Request, Response, Verdict, evaluate
+from corstrace.engine import DECISIVE_REQUEST_HEADERS, DECISIVE_RESPONSE_HEADERS, Request, Response, Verdict, evaluate
 
 _ORIGIN = b"origin"
 _HOST = b"host"
@@ -50,12 +50,16 @@ _MAX_VERDICTS = 512
 _MAX_EVENTS = 256
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
 # The request headers evaluate() reads to decide (the engine keeps the list next to the code that reads them).
-_KEY_REQUEST_HEADERS = frozenset(name.encode("latin-1") for name in _REQUEST_HEADERS_READ)
+_KEY_REQUEST_HEADERS = frozenset(name.encode("latin-1") for name in DECISIVE_REQUEST_HEADERS)
 _COOKIE_NAME = b"cookie"
 _COOKIE = (_COOKIE_NAME, b"")
 # What _scan() looks for: Origin, Host, and the request headers evaluate() reads to decide.
 _SCANNED = _KEY_REQUEST_HEADERS | {_HOST}
-_A_OR_L = frozenset({b"a", b"A", b"l", b"L"})
+# Response header names in the verdict key: every name whose first byte is that of a decisive one, in either
+# case (one cheap test per header; a finer key than needed, never a stale decision).
+_A_OR_L = frozenset(
+    byte for name in DECISIVE_RESPONSE_HEADERS for byte in (name[:1].lower().encode(), name[:1].upper().encode())
+)
 
 
 class _Leg:
