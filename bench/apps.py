@@ -224,7 +224,7 @@ class InspectorClient:
     async def drain(self) -> float:
         """Wait until the inspector has streamed everything queued for this client; the CPU seconds that took."""
         tracer = find_tracer(self.app)
-        hub = tracer._hub if tracer is not None else None
+        hub = tracer._recorder.hub if tracer is not None else None
         started = time.thread_time()
         # Polled every 10 ms: the sender sleeps its batch interval between frames, and the wait itself must
         # cost next to nothing.

@@ -62,15 +62,8 @@ class MemoryResult:
 def _stores(tracer: CORSTraceMiddleware | None) -> dict[str, int]:
     if tracer is None:
         return {}
-    stores = {
-        "aggregator keys": len(tracer._aggregator._keys),
-        "aggregator targets": len(tracer._aggregator._targets),
-        "tracker preflights": len(tracer._tracker._preflights),
-        "tracker redirects": len(tracer._tracker._redirects),
-        "remembered verdicts": len(tracer._verdicts),
-        "remembered events": len(tracer._events),
-    }
-    hub = tracer._hub
+    stores = tracer._recorder.sizes()
+    hub = tracer._recorder.hub
     if hub is not None:
         stores["inspector ring"] = len(hub._ring)
         for i, subscription in enumerate(hub._subscribers):

@@ -146,6 +146,31 @@ def discover(tracer: Any, app: Any) -> Topology | None:
     return Topology(cors, kwargs, "wraps", between, error_layer, app, outermost)
 
 
+@dataclass(frozen=True, eq=False, slots=True)
+class Stack:
+    """The app's CORS setup, found once its middleware stack is built: app-level facts, never request state.
+
+    Compared and hashed by identity: events remembered for one stack are never served for another.
+    """
+
+    topology: Topology
+    settings: Settings | None
+
+    @property
+    def starlette(self) -> bool:
+        """Whether the app is a Starlette/FastAPI app (so its error layer is Starlette's ServerErrorMiddleware)."""
+        return self.topology.error_layer is not None
+
+
+def discover_stack(tracer: Any, app: Any) -> Stack | None:
+    """:func:`discover`, with CORSMiddleware's settings read once; None while the stack is not built yet."""
+    topology = discover(tracer, app)
+    if topology is None:
+        return None
+    settings = Settings(topology.cors, topology.cors_kwargs) if topology.cors is not None else None
+    return Stack(topology, settings)
+
+
 # --- Settings, as the user wrote them -------------------------------------------------------------
 
 

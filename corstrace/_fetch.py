@@ -71,6 +71,8 @@ _TOTAL_LIMIT = 1024  # summed safelisted values, in bytes
 _INT64_MAX = 2**63 - 1
 
 DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443", "ftp": "21"}
+# net::HttpResponseHeaders::IsRedirect: only these codes are redirects (a 300 or 304 is just a status).
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})
 _SCHEME_START = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SCHEME_CHARS = _SCHEME_START + "0123456789+-."

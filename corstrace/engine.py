@@ -32,6 +32,7 @@ from typing import Any, Literal, NamedTuple
 
 from corstrace._fetch import (
     LWS,
+    REDIRECT_STATUSES,
     SAFELISTED_METHODS,
     cors_unsafe_request_header_names,
     escape_hint,
@@ -183,8 +184,6 @@ __all__ = [
     "serialize_origin",
 ]
 
-# net::HttpResponseHeaders::IsRedirect: only these codes are redirects (a 300 is just a non-ok status).
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # What Starlette's ServerErrorMiddleware sends when an exception escapes before a response started.
 _SERVER_ERROR_RESPONSE = Response(500, (("content-length", "21"), ("content-type", "text/plain; charset=utf-8")))
 # Response headers a CORS-filtered response always exposes, and the ones it never exposes.
@@ -312,7 +311,7 @@ def _first_invalid_token(value: str | None) -> str | None:
 
 def _judge_preflight(exchange: _Exchange, include: bool) -> _Finding:
     response = exchange.decisive
-    if exchange.status in _REDIRECT_STATUSES and response.get("location"):
+    if exchange.status in REDIRECT_STATUSES and response.get("location"):
         return _Finding("PreflightDisallowedRedirect")
     access = _check_access(exchange, include)
     if access.reason is not None:
@@ -347,7 +346,7 @@ def _judge_actual(exchange: _Exchange, include: bool) -> _Finding:
     if access.reason is not None:
         return access
     location = exchange.decisive.get("location")
-    if exchange.status in _REDIRECT_STATUSES and location and location_has_credentials(location):
+    if exchange.status in REDIRECT_STATUSES and location and location_has_credentials(location):
         # Chromium 156 leaves the hint empty: the message reads "Redirect location ''".
         return _Finding("RedirectContainsCredentials", "")
     return _Finding(None)
@@ -761,7 +760,7 @@ def _describe_allowed(exchange: _Exchange, finding: _Finding) -> str:
             f"allows {allowed}, so the browser goes on to send the actual request."
         )
     location = exchange.response.get("location")
-    if exchange.status in _REDIRECT_STATUSES and location:
+    if exchange.status in REDIRECT_STATUSES and location:
         return (
             f"The {exchange.status} redirect passes the CORS check (`Access-Control-Allow-Origin: {acao}` {matched}), "
             f"so the browser follows it to `{_show(location)}`, which must pass its own check."

@@ -46,7 +46,7 @@ def page(browser: Any) -> Iterator[Any]:
 @pytest.fixture
 def restore_structlog() -> Iterator[None]:
     """Put structlog's configuration back after a test that configures it (e.g. for production)."""
-    from corstrace import _events
+    from corstrace import _log as _events
 
     saved = structlog.get_config()
     try:

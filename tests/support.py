@@ -73,6 +73,9 @@ def run_server(app: Any, *, host: str = "127.0.0.1", **config: Any) -> Iterator[
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     config.setdefault("log_level", "warning")
+    # Explicit, not uvicorn's "auto": with httptools installed, uvicorn would refuse the control bytes some tests
+    # send on purpose. Tests of other protocol implementations pass http= themselves.
+    config.setdefault("http", "h11")
     config.setdefault("lifespan", "auto")
     server = _Server(uvicorn.Config(app, host=host, port=port, **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

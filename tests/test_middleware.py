@@ -193,7 +193,7 @@ def test_passed_preflight_whose_actual_request_never_comes_gets_a_note(
     logs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once the link window has passed, the next leg reports the preflight left waiting, with its exchange id."""
-    monkeypatch.setattr("corstrace.middleware.Tracker", functools.partial(Tracker, window=0.0))
+    monkeypatch.setattr("corstrace._pipeline.Tracker", functools.partial(Tracker, window=0.0))
     monkeypatch.setattr("corstrace._exchange.SWEEP_EVERY", 0.0)
     client = TestClient(make_app(allow_methods=["GET", "PUT"]))
     _preflight(client, "/items/1?token=abc", "PUT")
@@ -287,12 +287,12 @@ def test_startup_lint_runs_once_at_lifespan(logs: list[dict[str, Any]]) -> None:
 
 def test_a_bug_in_corstrace_never_fails_the_request(logs: list[dict[str, Any]], monkeypatch: Any) -> None:
     """When recording raises, the response is unchanged and the bug is logged once."""
-    import corstrace.middleware
+    import corstrace._facts
 
     def broken(*args: Any) -> Any:
         raise ZeroDivisionError("corstrace bug")
 
-    monkeypatch.setattr(corstrace.middleware, "evaluate", broken)
+    monkeypatch.setattr(corstrace._facts, "evaluate", broken)
     client = TestClient(make_app())
     for _ in range(3):
         response = client.get("/items", headers={"Origin": FRONTEND})
@@ -366,9 +366,9 @@ def test_heal_errors_keeps_the_apps_own_exception_handler_body(logs: list[dict[s
 )
 def test_startup_inspector_url_comes_from_the_command_line(argv: list[str], address: tuple[str, int | None]) -> None:
     """The inspector URL logged at startup uses uvicorn's --host/--port, and no guess for other launchers."""
-    from corstrace.middleware import _cli_address
+    from corstrace._startup import cli_address
 
-    assert _cli_address(argv) == address
+    assert cli_address(argv) == address
 
 
 def test_startup_announces_the_inspector_url(logs: list[dict[str, Any]], monkeypatch: Any) -> None:

@@ -24,10 +24,12 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
-from corstrace import CORSTraceMiddleware, _events
+from corstrace import CORSTraceMiddleware
+from corstrace import _log as _events
+from corstrace._decision import Decisions, request_key_names
+from corstrace._leg import Leg, decoded, scan
 from corstrace._redact import redact_url
 from corstrace.engine import Request, Response, evaluate
-from corstrace.middleware import _decoded, _is_preflight, _scan, _url, _verdict_key
 
 ORIGINS = [
     "http://localhost:3000",
@@ -116,23 +118,34 @@ def _perturbed(scope: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
     return {**scope, "path": path, "raw_path": path.encode(), "query_string": query, "headers": headers}
 
 
+def _leg(scope: dict[str, Any], status: int | None, response: list[tuple[bytes, bytes]]) -> Leg:
+    """The leg the middleware would record for this request and answer."""
+    origin, host, keyed = scan(scope["headers"], request_key_names())
+
+    async def nothing(*args: Any) -> Any:  # pragma: no cover - the leg's ASGI wrappers are not used here
+        return None
+
+    leg = Leg(scope, origin or b"", host, keyed, nothing, nothing)
+    leg.status = status
+    leg.response_headers = response
+    return leg
+
+
 def _summary(scope: dict[str, Any], status: int | None, response: list[tuple[bytes, bytes]]) -> tuple[Any, ...]:
-    """What the middleware would get from evaluate() for this leg (built the way _record builds it)."""
-    host = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"host"), "")
-    url = redact_url(_url(scope, host))
+    """What the middleware would get from evaluate() for this leg (built the way the pipeline builds it)."""
+    leg = _leg(scope, status, response)
+    url = redact_url(leg.target().url())
     method = scope["method"]
-    preflight = method == "OPTIONS" and _is_preflight(_scan(scope["headers"])[2])
-    answer = Response(status, _decoded(response)) if status is not None else None
-    if preflight:
-        verdict = evaluate(Request(method, url, _decoded(scope["headers"]), preflight=True), answer)
+    answer = Response(status, decoded(response)) if status is not None else None
+    if leg.preflight:
+        verdict = evaluate(Request(method, url, decoded(scope["headers"]), preflight=True), answer)
     else:
-        verdict = evaluate(Request(method, url, _decoded(scope["headers"])), answer)
+        verdict = evaluate(Request(method, url, decoded(scope["headers"])), answer)
     return verdict.verdict, verdict.reason, verdict.requested_method
 
 
 def _key(scope: dict[str, Any], status: int | None, response: list[tuple[bytes, bytes]]) -> tuple[Any, ...] | None:
-    _, host, keyed = _scan(scope["headers"])
-    return _verdict_key(scope, scope["method"], host.decode("latin-1") if host else "", keyed, status, response)
+    return Decisions().key(_leg(scope, status, response))
 
 
 @settings(max_examples=600, deadline=None)
@@ -159,9 +172,9 @@ def test_keys_collide_only_for_equal_decisions(
 
 
 def test_a_path_that_is_not_absolute_is_never_keyed() -> None:
-    scope = {"method": "OPTIONS", "scheme": "http", "path": "*", "raw_path": b"*", "headers": []}
-    assert _verdict_key(scope, "OPTIONS", "127.0.0.1:8000", [], 200, []) is None
-    assert _verdict_key({**scope, "raw_path": b"/x"}, "OPTIONS", "", [], 200, []) is None
+    scope = {"method": "OPTIONS", "scheme": "http", "path": "*", "raw_path": b"*", "headers": [(b"host", b"api:8000")]}
+    assert _key(scope, 200, []) is None
+    assert _key({**scope, "raw_path": b"/x", "headers": []}, 200, []) is None  # no Host: the origin is unknown
 
 
 # --- debug_enabled ---------------------------------------------------------------------------------

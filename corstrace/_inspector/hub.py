@@ -18,10 +18,12 @@ import itertools
 import secrets
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
+
+from corstrace._event import Common
 
 Record = dict[str, Any]
 
@@ -29,17 +31,9 @@ Record = dict[str, Any]
 PER_LEG_KEYS = ("seq", "ts", "exchange_id", "duration_ms")
 
 
-class Shared:
-    """What records copied from one remembered event have in common: every key but :data:`PER_LEG_KEYS`.
-
-    Its JSON (``json``, the members without braces) is made once, by the first sender that needs it:
-    a frontend repeating the same requests then costs a few small encodings per record, not a whole one.
-    """
-
-    __slots__ = ("json",)
-
-    def __init__(self) -> None:
-        self.json: str | None = None
+# What records copied from one remembered event have in common: every key but PER_LEG_KEYS. Its JSON
+# (``json``, the members without braces) is made once, by the first sender that needs it.
+Shared = Common
 
 
 class SharedRecord(dict[str, Any]):
@@ -47,7 +41,7 @@ class SharedRecord(dict[str, Any]):
 
     __slots__ = ("shared",)
 
-    def __init__(self, fields: dict[str, Any], shared: Shared) -> None:
+    def __init__(self, fields: Mapping[str, Any], shared: Shared) -> None:
         super().__init__(fields)
         self.shared = shared
 

@@ -1,15 +1,20 @@
-"""The structlog events corstrace emits, and the flood control in front of them.
+"""The structlog sink: the events corstrace logs, and the flood control in front of them.
 
 The events are a public contract (documented in the README): logger ``corstrace``, one event per
 request leg — ``cors.blocked`` at warning, ``cors.allowed`` at debug — plus ``cors.lint`` at
 warning, ``cors.websocket``, ``cors.aborted`` and ``cors.exchange``. corstrace never configures
 structlog: events render through whatever the application set up.
+
+A sink receives finished events and never changes them: the name of a leg's event comes from its own
+``verdict``, and the log's rendering of ``exception`` (traceback text, as structlog's renderers expect) is
+made here, on a copy.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +29,6 @@ _FILTERING_CLASSES: dict[type[Any], int] = {
     structlog.make_filtering_bound_logger(level): level
     for level in (logging.NOTSET, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
 }
-_STRUCTLOG_CONFIG: Any
-try:
-    # structlog keeps its live configuration here; ``structlog.get_config()`` copies it into a new dict on
-    # every call (~0.3 µs), too slow for a per-request check. Fallback below if structlog ever moves it.
-    from structlog._config import _CONFIG as _STRUCTLOG_CONFIG
-except ImportError:  # pragma: no cover - depends on structlog's internals
-    _STRUCTLOG_CONFIG = None
 
 # A scanner sending random Origins, or a broken frontend in a loop, must not flood the logs: the first
 # blocked leg per (origin, method, path, reason) is logged, repeats within the window are counted, and
@@ -98,6 +96,9 @@ class Aggregator:
         _trim(self._keys)
         return Admission(True, seen.suppressed if seen is not None else 0, other)
 
+    def sizes(self) -> dict[str, int]:
+        return {"aggregator keys": len(self._keys), "aggregator targets": len(self._targets)}
+
     def pending(self) -> list[dict[str, Any]]:
         """Suppressed counts not yet reported (flushed as a summary at shutdown)."""
         summaries = [
@@ -127,12 +128,7 @@ def debug_enabled() -> bool:
     """
     # With cache_logger_on_first_use, the proxy replaced its ``bind`` by one returning the cached logger.
     bind = logger.__dict__.get("bind")
-    if bind is not None:
-        wrapper: Any = type(bind())
-    elif _STRUCTLOG_CONFIG is not None:
-        wrapper = _STRUCTLOG_CONFIG.default_wrapper_class
-    else:  # pragma: no cover - depends on structlog's internals
-        wrapper = structlog.get_config()["wrapper_class"]
+    wrapper: Any = type(bind()) if bind is not None else structlog.get_config()["wrapper_class"]
     min_level = _FILTERING_CLASSES.get(wrapper)
     return min_level is None or min_level <= logging.DEBUG
 
@@ -140,3 +136,31 @@ def debug_enabled() -> bool:
 def emit(event: str, level: str, fields: dict[str, Any]) -> None:
     """Log one event through the application's structlog configuration."""
     getattr(logger, level)(event, **fields)
+
+
+def leg_fields(event: Mapping[str, Any], admission: Admission | None) -> dict[str, Any]:
+    """The structlog fields of a leg's event: a copy, with ``exception`` as the traceback text renderers expect.
+
+    The parts stay greppable as separate keys; the frames are the inspector's (too bulky for a log line).
+    """
+    fields = dict(event)
+    crash = event.get("exception")
+    if crash is not None:
+        fields["exception"] = crash["traceback"]
+        fields["exception_type"] = crash["type"]
+        fields["exception_message"] = crash["message"]
+        fields["exception_where"] = crash["where"]
+    if admission is not None:
+        if admission.suppressed:
+            fields["repeats_suppressed"] = admission.suppressed
+        if admission.other_origins:
+            fields["other_origins_suppressed"] = admission.other_origins
+    return fields
+
+
+def log_leg(event: Mapping[str, Any], admission: Admission | None) -> None:
+    """Log one leg's finished event: ``cors.blocked`` at warning or ``cors.allowed`` at debug, by its verdict."""
+    if event["verdict"] == "blocked":
+        logger.warning("cors.blocked", **leg_fields(event, admission))
+    else:
+        logger.debug("cors.allowed", **leg_fields(event, admission))

@@ -1,0 +1,281 @@
+"""The per-leg event: the README's key table as a type, built in one place from one input value.
+
+:func:`leg_event` makes the body of a ``cors.blocked`` / ``cors.allowed`` event from a leg's
+:class:`~corstrace._facts.LegFacts` alone; :class:`Events` remembers bodies by their facts, and
+:func:`finish` adds the keys that differ from leg to leg (``exchange_id``, ``duration_ms``). Sinks receive the
+finished event and never change it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+from corstrace import _cause
+from corstrace._facts import LegFacts, judge, texts_of
+from corstrace._redact import Redactor
+from corstrace.engine import Verdict
+
+MAX_EVENTS = 256
+
+
+class WarningField(TypedDict):
+    code: str
+    message: str
+
+
+class CredentialedField(TypedDict):
+    verdict: str
+    reason: str | None
+    browser_message: str | None
+    firefox_message: str | None
+    fix: str | None
+
+
+class FrameField(TypedDict):
+    file: str
+    line: int | None
+    function: str
+    code: str
+    library: bool
+
+
+class ExceptionField(TypedDict):
+    type: str
+    message: str
+    where: str | None
+    traceback: str
+    frames: list[FrameField]
+
+
+class _ServerSide(TypedDict, total=False):
+    # Present when the app's CORS layer refused: its reason in its own vocabulary, and near-misses.
+    server_reason: str
+    server_details: list[str]
+
+
+class LegEvent(_ServerSide):
+    """The keys of ``cors.blocked`` / ``cors.allowed`` and of the inspector's ``leg`` records (README table)."""
+
+    verdict: Literal["allowed", "blocked"]
+    reason: str | None
+    browser_message: str | None
+    firefox_message: str | None
+    credentials: Literal["include", "omit", "unknown"]
+    if_credentialed: CredentialedField | None
+    warnings: list[WarningField]
+    explanation: str
+    fix: str | None
+    preflight: bool
+    origin: str | None
+    url: str
+    method: str
+    requested_method: str | None
+    requested_headers: list[str]
+    failed_parameter: str | None
+    decisive_headers: list[str]
+    preflight_cache_seconds: int | None
+    path: str
+    client: str | None
+    request_headers: list[list[str]]
+    response_headers: list[list[str]]
+    status: int
+    outcome: str
+    layer: str | None
+    exception: ExceptionField | None
+    healed: bool
+    redirected_from: str | None
+    websocket: bool
+    exchange_id: str | None
+    duration_ms: float
+
+
+_HEALED_WARNING: WarningField = {
+    "code": "healed",
+    "message": "heal_errors=True added CORS headers to this 500 so the page can read it; without it the browser "
+    "reports a CORS error.",
+}
+
+
+def leg_event(facts: LegFacts, redactor: Redactor, verdict: Verdict | None = None) -> LegEvent:
+    """The event of the leg ``facts`` describe, without its per-leg keys (``exchange_id`` None, no duration).
+
+    ``verdict`` may be passed when the caller already has it: it is ``judge(facts, ...)`` either way.
+    """
+    texts = texts_of(facts)
+    if verdict is None:
+        verdict = judge(facts, texts)
+    cause = _cause.explain(facts, texts, verdict)
+    explanation, fix = _cause.combine(verdict, cause)
+    event: LegEvent = {
+        "verdict": verdict.verdict,
+        "reason": verdict.reason,
+        "browser_message": verdict.browser_message,
+        "firefox_message": verdict.firefox_message,
+        "credentials": verdict.credentials,
+        "if_credentialed": _credentialed(verdict, cause),
+        "warnings": _warnings(verdict, facts),
+        "explanation": explanation,
+        "fix": fix,
+        "preflight": verdict.preflight,
+        "origin": facts.origin,
+        "url": texts.url,
+        "method": facts.method,
+        "requested_method": verdict.requested_method,
+        "requested_headers": list(verdict.requested_headers),
+        "failed_parameter": verdict.failed_parameter,
+        "decisive_headers": list(verdict.decisive_headers),
+        "preflight_cache_seconds": verdict.preflight_cache_seconds,
+        "path": facts.path,
+        "client": facts.client,
+        "request_headers": redactor.headers(texts.request),
+        "response_headers": redactor.headers(texts.response),
+        "status": facts.status if facts.status is not None else 500,
+        "outcome": facts.outcome,
+        "layer": cause.layer if cause is not None else None,
+        "exception": facts.crash.as_dict() if facts.crash is not None else None,  # type: ignore[typeddict-item]
+        "healed": facts.healed,
+        "redirected_from": facts.hop.from_url if facts.hop is not None else None,
+        "websocket": False,
+        "exchange_id": None,
+        "duration_ms": 0.0,
+    }
+    if cause is not None and cause.reason is not None:
+        event["server_reason"] = cause.reason
+        event["server_details"] = list(cause.details)
+    return event
+
+
+def _credentialed(verdict: Verdict, cause: _cause.ServerCause | None) -> CredentialedField | None:
+    outcome = verdict.if_credentialed
+    if outcome is None:
+        return None
+    fix = cause.credentialed_fix if cause is not None and cause.credentialed_fix is not None else outcome.fix
+    return {
+        "verdict": outcome.verdict,
+        "reason": outcome.reason,
+        "browser_message": outcome.browser_message,
+        "firefox_message": outcome.firefox_message,
+        "fix": fix,
+    }
+
+
+def _warnings(verdict: Verdict, facts: LegFacts) -> list[WarningField]:
+    warnings: list[WarningField] = [{"code": caveat.code, "message": caveat.message} for caveat in verdict.warnings]
+    if facts.healed:
+        warnings.append(_HEALED_WARNING)
+    return warnings
+
+
+def finish(body: LegEvent, exchange_id: str, duration_ms: float) -> LegEvent:
+    """The finished event: ``body`` (never changed: it may be remembered) with this leg's own keys."""
+    event = body.copy()
+    event["exchange_id"] = exchange_id
+    event["duration_ms"] = duration_ms
+    return event
+
+
+class Common:
+    """Scratch space shared by every event copied from one body: a sink may keep its rendering of the body here.
+
+    The inspector keeps the JSON of the keys records share, so a repeated leg costs a small encoding.
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self) -> None:
+        self.json: str | None = None
+
+
+class Events:
+    """Event bodies remembered by the facts they were built from: a repeated leg's event is a copy."""
+
+    __slots__ = ("_bodies", "_redactor")
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._bodies: dict[LegFacts, tuple[LegEvent, Common]] = {}
+
+    def body(self, facts: LegFacts, verdict: Verdict | None = None) -> tuple[LegEvent, Common]:
+        """The body of the event of ``facts`` (never to be changed: it is shared), and its :class:`Common`."""
+        known = self._bodies.get(facts)
+        if known is None:
+            if len(self._bodies) >= MAX_EVENTS:
+                self._bodies.clear()
+            known = self._bodies[facts] = (leg_event(facts, self._redactor, verdict), Common())
+        return known
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+
+def aborted_event(facts: LegFacts, redactor: Redactor, exchange_id: str, duration_ms: float) -> dict[str, Any]:
+    """``cors.aborted``: the client left, or the request was cancelled, before any response."""
+    texts = texts_of(facts)
+    return {
+        "origin": facts.origin,
+        "method": facts.method,
+        "url": texts.url,
+        "path": facts.path,
+        "preflight": facts.preflight,
+        "duration_ms": duration_ms,
+        "request_headers": redactor.headers(texts.request),
+        "exchange_id": exchange_id,
+        "outcome": facts.outcome,
+        "status": None,
+    }
+
+
+def websocket_event(
+    facts: LegFacts, redactor: Redactor, accepted: bool, exchange_id: str, duration_ms: float
+) -> dict[str, Any]:
+    """``cors.websocket``: browsers apply no CORS to WebSockets, so say whether the app checked the Origin."""
+    texts = texts_of(facts)
+    stack = facts.stack
+    settings = stack.settings if stack is not None else None
+    allowed_by_cors = settings.cors.is_allowed_origin(facts.origin) if settings is not None else None
+    warnings: list[WarningField] = []
+    if accepted and allowed_by_cors is False:
+        warnings.append(
+            {
+                "code": "websocket_origin_unchecked",
+                "message": f"The handshake from '{facts.origin}' was accepted although that origin is not in "
+                "allow_origins: any website can open this WebSocket with your users' cookies "
+                "(cross-site WebSocket hijacking).",
+            }
+        )
+    verb = "accepted" if accepted else "refused"
+    cookie = any(name.lower() == "cookie" for name, _ in texts.request)
+    return {
+        "verdict": "allowed",
+        "reason": None,
+        "browser_message": None,
+        "firefox_message": None,
+        "explanation": f"WebSocket handshake from '{facts.origin}' {verb} by the app. Browsers apply no CORS to "
+        "WebSockets: they send Origin and connect whatever the server answers, so the server must check "
+        "Origin itself.",
+        "fix": 'if websocket.headers.get("origin") not in ALLOWED_ORIGINS: await websocket.close(code=1008)'
+        if warnings
+        else None,
+        "warnings": warnings,
+        "credentials": "include" if cookie else "unknown",
+        "if_credentialed": None,
+        "preflight": False,
+        "exchange_id": exchange_id,
+        "origin": facts.origin,
+        "method": "GET",
+        "requested_method": None,
+        "requested_headers": [],
+        "url": texts.url,
+        "path": facts.path,
+        "client": facts.client,
+        "status": facts.status,
+        "layer": None,
+        "exception": None,
+        "duration_ms": duration_ms,
+        "request_headers": redactor.headers(texts.request),
+        "response_headers": [],
+        "decisive_headers": ["origin"],
+        "healed": False,
+        "websocket": True,
+        "outcome": "completed",
+    }

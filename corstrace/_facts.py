@@ -1,0 +1,79 @@
+"""Everything a leg's event is made of, as one hashable value, and the engine's verdict on it.
+
+:class:`LegFacts` is the single input of :func:`corstrace._event.leg_event`: an event remembered by its facts
+is complete by construction, because the builder has nothing else to read. A new event field means a new
+fact here (read from the leg by :func:`facts_of`), and with it a new part of the cache key.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from corstrace._config import Stack
+from corstrace._crash import Crash
+from corstrace._exchange import Hop
+from corstrace._leg import Leg, Pair, Target, TextHeaders, decoded
+from corstrace._redact import redact_url
+from corstrace.engine import Request, Response, Verdict, evaluate
+
+
+class LegFacts(NamedTuple):
+    method: str
+    origin: str
+    target: Target
+    path: str  # root_path + path, decoded
+    request_headers: tuple[Pair, ...]
+    status: int | None  # None: no response started (an exception escaped, or the client left)
+    response_headers: tuple[Pair, ...]
+    preflight: bool
+    outcome: str
+    crash: Crash | None
+    healed: bool
+    hop: Hop | None  # the redirect this leg follows
+    client: str | None
+    stack: Stack | None  # the app's CORS setup, as found (None: not found yet)
+
+
+def facts_of(leg: Leg, hop: Hop | None, crash: Crash | None, stack: Stack | None) -> LegFacts:
+    """The facts of ``leg`` (which alone reads the scope), with what the pipeline learnt about it."""
+    if hop is not None:
+        # Only what the event shows of the hop; its timestamp would make every hop's facts unique.
+        hop = hop._replace(exchange_id=0, at=0.0)
+    return LegFacts(
+        leg.method,
+        leg.origin,
+        leg.target(),
+        leg.path,
+        leg.request_pairs(),
+        leg.status,
+        leg.response_pairs(),
+        leg.preflight,
+        leg.outcome,
+        crash,
+        leg.healed,
+        hop,
+        leg.client,
+        stack,
+    )
+
+
+class Texts(NamedTuple):
+    """The facts' headers and URL, decoded once for everything built from them."""
+
+    url: str  # redacted
+    request: TextHeaders
+    response: TextHeaders
+
+
+def texts_of(facts: LegFacts) -> Texts:
+    return Texts(redact_url(facts.target.url()), decoded(facts.request_headers), decoded(facts.response_headers))
+
+
+def judge(facts: LegFacts, texts: Texts) -> Verdict:
+    """The engine's verdict on the leg: the one place corstrace turns a leg into the engine's input."""
+    response = Response(facts.status, texts.response) if facts.status is not None else None
+    hop = facts.hop
+    if facts.preflight:
+        return evaluate(Request(facts.method, texts.url, texts.request, preflight=True), response)
+    redirected_from = hop.from_url if hop is not None else None
+    return evaluate(Request(facts.method, texts.url, texts.request, redirected_from=redirected_from), response)

@@ -1,0 +1,236 @@
+"""One traced leg: the only code that reads the ASGI scope and messages.
+
+A :class:`Leg` lives for one request. It wraps the server's ``send`` and ``receive`` to see the response
+start, the end of the body and a disconnecting client, and keeps the raw bytes it saw. Everything later in
+the pipeline (the decision, the linking, the event) reads the leg through its methods, which decode once and
+only when asked: most legs are never decoded at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from starlette.types import Message, Receive, Scope, Send
+
+from corstrace._fetch import DEFAULT_PORTS, REDIRECT_STATUSES
+from corstrace._redact import redact_url
+
+Pair = tuple[bytes, bytes]
+TextHeaders = tuple[tuple[str, str], ...]
+
+ORIGIN = b"origin"
+_HOST = b"host"
+_ACRM = b"access-control-request-method"
+_COOKIE = b"cookie"
+# A Cookie header is kept without its value: only its presence decides anything.
+_COOKIE_PRESENT = (_COOKIE, b"")
+_WS_SCHEMES = {"ws": "http", "wss": "https"}
+_SECURE_SCHEMES = frozenset({"https", "wss"})
+# ":80" for http, as a Host header spells a default port.
+_DEFAULT_PORT_SUFFIX = {scheme: f":{port}".encode() for scheme, port in DEFAULT_PORTS.items()}
+
+
+class Target(NamedTuple):
+    """Where a request went, as raw scope parts: cheap to build, compare and hash (no URL string)."""
+
+    scheme: str
+    host: str
+    path: bytes | str
+    query: bytes
+
+    def url(self) -> str:
+        scheme = _WS_SCHEMES.get(self.scheme, self.scheme)
+        path = self.path.decode("latin-1") if isinstance(self.path, bytes) else self.path
+        return f"{scheme}://{self.host}{path}" + (f"?{self.query.decode('latin-1')}" if self.query else "")
+
+
+class Scan(NamedTuple):
+    """What one pass over the request headers found."""
+
+    origin: bytes | None
+    host: bytes | None
+    # The headers of ``keyed_names`` (the ones that decide a verdict), Cookie without its value.
+    keyed: list[Pair]
+
+
+def scan(headers: Iterable[Sequence[bytes]], keyed_names: frozenset[bytes]) -> Scan:
+    """One pass over the request headers: Origin, Host, and the ones in ``keyed_names``.
+
+    Runs for every cross-origin request, so it is one set test per header. ASGI servers lower-case request
+    header names (the spec requires it). Pairs may be lists (the spec allows any two-item iterable): the keyed
+    ones are kept as tuples, so they can be hashed.
+    """
+    origin = host = None
+    keyed: list[Pair] = []
+    for pair in headers:
+        name = pair[0]
+        if name in keyed_names:
+            if name == _HOST:
+                host = pair[1]
+                continue
+            if name == ORIGIN:
+                origin = pair[1]
+            elif name == _COOKIE:
+                keyed.append(_COOKIE_PRESENT)
+                continue
+            keyed.append(pair if type(pair) is tuple else (pair[0], pair[1]))
+    return Scan(origin, host, keyed)
+
+
+def same_origin(origin: bytes, host: bytes | None, scheme: str) -> bool:
+    """Whether ``Origin`` names this server itself, as the browser serialises its own origin."""
+    if host is None:
+        return False
+    prefix = b"https://" if scheme in _SECURE_SCHEMES else b"http://"
+    if not origin.startswith(prefix):
+        return False
+    rest = origin[len(prefix) :].lower()
+    host = host.lower()
+    if rest == host:
+        return True
+    default = _DEFAULT_PORT_SUFFIX.get(scheme, b"")
+    return bool(default) and host.endswith(default) and rest == host[: -len(default)]
+
+
+def pairs(headers: Iterable[Sequence[bytes]]) -> tuple[Pair, ...]:
+    """Headers as a tuple of ``(name, value)`` tuples, whatever two-item sequences the app or server used."""
+    return tuple([pair if type(pair) is tuple else (pair[0], pair[1]) for pair in headers])
+
+
+def decoded(headers: Iterable[Sequence[bytes]]) -> TextHeaders:
+    return tuple([(pair[0].decode("latin-1"), pair[1].decode("latin-1")) for pair in headers])
+
+
+class Leg:
+    """Per-request state of one traced leg.
+
+    Its bound ``send``/``receive`` methods wrap the server's: cheaper than two fresh closures per request.
+    The fields most legs never change are class-level defaults, so creating a leg sets only seven.
+    """
+
+    status: int | None = None
+    # As the app sent them (a list or tuple of two-item sequences): see response_pairs().
+    response_headers: Sequence[Sequence[bytes]] = ()
+    exception: BaseException | None = None
+    # "completed", "exception", "cancelled" or "client_disconnected".
+    outcome = "completed"
+    healed = False
+    complete = False
+    _request_text: TextHeaders | None = None
+    _response_text: TextHeaders | None = None
+    _url_text: str | None = None
+
+    def __init__(
+        self, scope: Scope, origin: bytes, host: bytes | None, keyed: list[Pair], receive: Receive, send: Send
+    ):
+        self.scope = scope
+        self.origin = origin.decode("latin-1")
+        self.host = host.decode("latin-1") if host else ""
+        self.keyed = keyed
+        self.started = time.perf_counter()
+        self.server_send = send
+        self.server_receive = receive
+
+    # --- what the request was -----------------------------------------------------------------
+
+    @property
+    def method(self) -> str:
+        """The HTTP method (a WebSocket handshake is a GET)."""
+        method: str = self.scope.get("method", "GET")
+        return method
+
+    @property
+    def preflight(self) -> bool:
+        """OPTIONS with Access-Control-Request-Method: what CORSMiddleware (and the browser) call a preflight."""
+        if self.scope.get("method") != "OPTIONS":
+            return False
+        for name, _ in self.keyed:
+            if name == _ACRM:
+                return True
+        return False
+
+    @property
+    def path(self) -> str:
+        scope = self.scope
+        return str(scope.get("root_path", "")) + str(scope["path"])
+
+    @property
+    def client(self) -> str | None:
+        """The client's address (without its port: a browser opens several connections)."""
+        client = self.scope.get("client")
+        return str(client[0]) if client else None
+
+    def target(self) -> Target:
+        host = self.host
+        scope = self.scope
+        if not host:
+            server = scope.get("server")
+            host = f"{server[0]}:{server[1]}" if server else "localhost"
+        path = scope.get("raw_path") or scope.get("root_path", "") + scope["path"]
+        return Target(scope["scheme"], host, path, scope.get("query_string", b""))
+
+    def url(self) -> str:
+        """The request's URL, redacted; built once, and only for the legs that need it."""
+        if self._url_text is None:
+            self._url_text = redact_url(self.target().url())
+        return self._url_text
+
+    def absolute_path(self) -> bool:
+        """Whether the URL is ``scheme://Host`` plus a path: only then is the request's origin known from Host."""
+        raw_path = self.scope.get("raw_path")
+        return bool(self.host) and (raw_path.startswith(b"/") if raw_path else str(self.scope["path"]).startswith("/"))
+
+    def request_pairs(self) -> tuple[Pair, ...]:
+        return pairs(self.scope["headers"])
+
+    def request_text(self) -> TextHeaders:
+        """The request headers decoded (once: the verdict and the event both need them)."""
+        if self._request_text is None:
+            self._request_text = decoded(self.scope["headers"])
+        return self._request_text
+
+    # --- what the app answered ----------------------------------------------------------------
+
+    @property
+    def redirect(self) -> bool:
+        return self.status in REDIRECT_STATUSES
+
+    def response_pairs(self) -> tuple[Pair, ...]:
+        return pairs(self.response_headers)
+
+    def response_text(self) -> TextHeaders:
+        if self._response_text is None:
+            self._response_text = decoded(self.response_headers)
+        return self._response_text
+
+    def duration_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+    # --- the ASGI wrappers --------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            headers: Any = message.get("headers", ())
+            if not isinstance(headers, (list, tuple)):
+                # A one-shot iterable would be used up by the server before the leg is recorded: hand the server
+                # the same headers as a list instead.
+                headers = message["headers"] = list(headers)
+            # Kept, not copied: the server has consumed the message by the time the leg is recorded.
+            self.response_headers = headers
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+        try:
+            await self.server_send(message)
+        except OSError:
+            self.outcome = "client_disconnected"
+            raise
+
+    async def receive(self) -> Message:
+        message = await self.server_receive()
+        if message["type"] == "http.disconnect" and not self.complete:
+            self.outcome = "client_disconnected"
+        return message

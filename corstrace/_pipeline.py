@@ -1,0 +1,211 @@
+"""From a finished leg to its sinks, one way: leg → decision → link → event → sinks.
+
+:class:`Recorder` holds the app-level state that outlives a request (remembered decisions and events, the
+exchange tracker, the flood control, the discovered stack) and records each finished :class:`Leg`:
+
+1. the :class:`~corstrace._decision.Decision` (remembered, or the engine's verdict on the leg's facts);
+2. the exchange it belongs to (:class:`~corstrace._exchange.Tracker`);
+3. who reads it: the log (blocked legs through flood control, allowed ones when structlog keeps debug) and
+   the inspector; only then is the event built (:mod:`corstrace._event`), once per distinct set of facts;
+4. the sinks, which receive the finished event and never change it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from corstrace import _config, _startup
+from corstrace._crash import Crashes
+from corstrace._decision import Decision, Decisions, decision_of
+from corstrace._event import Events, aborted_event, finish, websocket_event
+from corstrace._exchange import Link, Tracker
+from corstrace._facts import LegFacts, facts_of, judge, texts_of
+from corstrace._fetch import resolve_location
+from corstrace._guard import Guard
+from corstrace._inspector.hub import Hub, SharedRecord
+from corstrace._inspector.server import Inspector
+from corstrace._leg import Leg
+from corstrace._log import Admission, Aggregator, debug_enabled, log_leg, logger
+from corstrace._redact import Redactor, redact_url
+
+
+class Recorder:
+    """Records finished legs; one per middleware instance (app-level state only, never request state)."""
+
+    def __init__(
+        self, tracer: Any, *, redactor: Redactor, aggregate_window: float, hub: Hub | None, inspector: Inspector | None
+    ) -> None:
+        self.guard = Guard()
+        self.hub = hub
+        self.inspector = inspector
+        self.stack: _config.Stack | None = None
+        self.linted = False
+        self._tracer = tracer
+        self._redactor = redactor
+        self._decisions = Decisions()
+        self._tracker = Tracker()
+        self._crashes = Crashes()
+        self._events = Events(redactor)
+        self._aggregator = Aggregator(aggregate_window)
+        self._announced = False
+
+    # --- the request path ---------------------------------------------------------------------
+
+    def record(self, leg: Leg) -> None:
+        """Decide, link and publish one finished HTTP leg (run under the guard by the middleware)."""
+        if leg.status is None and leg.outcome != "completed" and leg.outcome != "exception":
+            self._aborted(leg)
+            return
+        now = leg.started
+        preflight = leg.preflight
+        tracker = self._tracker
+        pending = tracker.pending
+        link = None
+        if pending and not preflight:
+            url = leg.url() if tracker.redirects_pending else None
+            link = tracker.actual(leg.origin, leg.target(), url, leg.method, now)
+        facts = verdict = None
+        key = self._decisions.key(leg)
+        decision = self._decisions.get(key) if key is not None else None
+        if decision is None:
+            facts = self._facts(leg, link)
+            verdict = judge(facts, texts_of(facts))
+            decision = decision_of(verdict)
+            if key is not None:
+                self._decisions.put(key, decision)
+        exchange_id = self._link(leg, decision, link, preflight, now)
+        admission = None
+        if decision.verdict == "blocked":
+            admission = self._aggregator.admit(leg.origin, leg.method, leg.path, decision.reason or "", now)
+            logged = admission.log
+        else:
+            logged = debug_enabled()
+        if logged or self.hub is not None:
+            if facts is None:
+                facts = self._facts(leg, link)
+            self._publish(facts, verdict, exchange_id or tracker.new_id(), leg.duration_ms(), logged, admission)
+        if pending or preflight:
+            self._expire(now)
+
+    def _facts(self, leg: Leg, link: Link | None) -> LegFacts:
+        crash = None
+        if leg.outcome == "exception" and leg.exception is not None:
+            crash = self._crashes.describe(leg.exception)
+        return facts_of(leg, link.hop if link is not None else None, crash, self.discover(leg.scope.get("app")))
+
+    def _link(self, leg: Leg, decision: Decision, link: Link | None, preflight: bool, now: float) -> int:
+        """The leg's exchange id (0: a new exchange, drawn only if someone reads the event)."""
+        tracker = self._tracker
+        if preflight:
+            allowed = decision.verdict == "allowed"
+            return tracker.preflight(leg.origin, leg.target(), decision.requested_method or "", allowed, now)
+        exchange_id = link.exchange_id if link is not None else 0
+        if leg.redirect and decision.verdict == "allowed":
+            location = _location(leg)
+            if location is not None:
+                exchange_id = exchange_id or tracker.new_id()
+                hop = link.hop if link is not None else None
+                tracker.redirect(exchange_id, leg.origin, leg.url(), location, leg.method, now, hop)
+        return exchange_id
+
+    def _publish(
+        self,
+        facts: LegFacts,
+        verdict: Any,
+        exchange_id: int,
+        duration_ms: float,
+        logged: bool,
+        admission: Admission | None,
+    ) -> None:
+        body, common = self._events.body(facts, verdict)
+        event = finish(body, self._tracker.id_text(exchange_id), duration_ms)
+        if logged:
+            log_leg(event, admission)
+        hub = self.hub
+        if hub is not None:
+            record = SharedRecord(event, common)
+            record["type"] = "leg"
+            record["ts"] = time.time()
+            hub.publish(record)
+
+    def _aborted(self, leg: Leg) -> None:
+        facts = self._facts(leg, None)
+        tracker = self._tracker
+        event = aborted_event(facts, self._redactor, tracker.id_text(tracker.new_id()), leg.duration_ms())
+        logger.info("cors.aborted", **event)
+
+    def _expire(self, now: float) -> None:
+        tracker = self._tracker
+        for stale in tracker.expired(now):
+            self._note(
+                tracker.id_text(stale.exchange_id),
+                "preflight_without_actual",
+                f"The preflight for {stale.method} {redact_url(stale.target.url())} from {stale.origin} passed, but "
+                "the actual request never arrived (the page may have been closed, or the request aborted).",
+            )
+
+    def _note(self, exchange_id: str, code: str, message: str) -> None:
+        logger.info("cors.exchange", exchange_id=exchange_id, code=code, message=message)
+        if self.hub is not None:
+            self.hub.publish({"type": "note", "ts": time.time(), "exchange_id": exchange_id, "code": code,
+                              "message": message})  # fmt: skip
+
+    def record_websocket(self, leg: Leg, accepted: bool) -> None:
+        """One WebSocket handshake with an Origin: browsers apply no CORS to it, so say what the app did."""
+        facts = self._facts(leg, None)
+        tracker = self._tracker
+        event = websocket_event(facts, self._redactor, accepted, tracker.id_text(tracker.new_id()), leg.duration_ms())
+        warned = bool(event["warnings"])
+        if warned:
+            logger.warning("cors.websocket", **event)
+        else:
+            logger.debug("cors.websocket", **event)
+        if self.hub is not None:
+            record: dict[str, Any] = dict(event)
+            record["type"] = "leg"
+            record["ts"] = time.time()
+            self.hub.publish(record)
+
+    # --- app-level facts ----------------------------------------------------------------------
+
+    def discover(self, app: Any) -> _config.Stack | None:
+        """The app's CORS setup; found once its middleware stack is built (None until then)."""
+        if self.stack is None:
+            self.stack = _config.discover_stack(self._tracer, app)
+        return self.stack
+
+    def startup(self, app: Any, argv: list[str]) -> None:
+        """Lint the configuration and announce the inspector, once, as soon as the stack can be found."""
+        with self.guard:
+            stack = self.discover(app)
+            if stack is None or self.linted:
+                return
+            self.linted = True
+            _startup.lint(stack, self.hub)
+            if self.inspector is not None and not self._announced:
+                self._announced = True
+                _startup.announce(self.inspector, argv)
+
+    async def shutdown(self) -> None:
+        with self.guard:
+            for summary in self._aggregator.pending():
+                logger.warning("cors.blocked.summary", **summary)
+            if self.hub is not None:
+                await self.hub.close()
+
+    def sizes(self) -> dict[str, int]:
+        """How full each bounded store is (the memory benchmark reports them)."""
+        return {
+            "remembered verdicts": len(self._decisions),
+            "remembered events": len(self._events),
+            **self._aggregator.sizes(),
+            **self._tracker.sizes(),
+        }
+
+
+def _location(leg: Leg) -> str | None:
+    for name, value in leg.response_text():
+        if name.lower() == "location":
+            return resolve_location(leg.url(), value)
+    return None
