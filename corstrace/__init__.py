@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from corstrace._version import __version__
 from corstrace.engine import Request, Response, Verdict, evaluate
 from corstrace.middleware import CORSTraceMiddleware
 

@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from corstrace import __version__
+from corstrace._version import __version__
 
 
 def _port(text: str) -> int:

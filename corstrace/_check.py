@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, TextIO
 from urllib.parse import urlsplit
 
-from corstrace import __version__
 from corstrace._fetch import resolve_location
 from corstrace._messages import chromium_message
+from corstrace._version import __version__
 from corstrace.engine import (
     Headers,
     Outcome,

@@ -57,11 +57,12 @@ class Decisions:
         if not leg.absolute_path():
             return None
         first = self._first_bytes
-        response = tuple([(p[0], p[1]) for p in leg.response_headers if p[0][:1] in first])
-        return (leg.scope["method"], leg.scope["scheme"], leg.host, tuple(leg.keyed), leg.status, response)
+        # Pairs may be lists (ASGI allows any two-item iterable): those are keyed as tuples, to be hashable.
+        response = [p if type(p) is tuple else tuple(p) for p in leg.response_headers if p[0][:1] in first]
+        return (leg.method, leg.scope["scheme"], leg.host, tuple(leg.keyed), leg.status, tuple(response))
 
-    def get(self, key: tuple[Any, ...]) -> Decision | None:
-        return self._decisions.get(key)
+    def get(self, key: tuple[Any, ...] | None) -> Decision | None:
+        return self._decisions.get(key)  # type: ignore[arg-type]  # None is never a key: nothing found
 
     def put(self, key: tuple[Any, ...], decision: Decision) -> None:
         if len(self._decisions) >= MAX_DECISIONS:

@@ -225,24 +225,26 @@ def aborted_event(facts: LegFacts, redactor: Redactor, exchange_id: str, duratio
     }
 
 
+def _websocket_warnings(facts: LegFacts, accepted: bool) -> list[WarningField]:
+    settings = facts.stack.settings if facts.stack is not None else None
+    if not accepted or settings is None or settings.cors.is_allowed_origin(facts.origin):
+        return []
+    return [
+        {
+            "code": "websocket_origin_unchecked",
+            "message": f"The handshake from '{facts.origin}' was accepted although that origin is not in "
+            "allow_origins: any website can open this WebSocket with your users' cookies "
+            "(cross-site WebSocket hijacking).",
+        }
+    ]
+
+
 def websocket_event(
     facts: LegFacts, redactor: Redactor, accepted: bool, exchange_id: str, duration_ms: float
 ) -> dict[str, Any]:
     """``cors.websocket``: browsers apply no CORS to WebSockets, so say whether the app checked the Origin."""
     texts = texts_of(facts)
-    stack = facts.stack
-    settings = stack.settings if stack is not None else None
-    allowed_by_cors = settings.cors.is_allowed_origin(facts.origin) if settings is not None else None
-    warnings: list[WarningField] = []
-    if accepted and allowed_by_cors is False:
-        warnings.append(
-            {
-                "code": "websocket_origin_unchecked",
-                "message": f"The handshake from '{facts.origin}' was accepted although that origin is not in "
-                "allow_origins: any website can open this WebSocket with your users' cookies "
-                "(cross-site WebSocket hijacking).",
-            }
-        )
+    warnings = _websocket_warnings(facts, accepted)
     verb = "accepted" if accepted else "refused"
     cookie = any(name.lower() == "cookie" for name, _ in texts.request)
     return {

@@ -52,6 +52,8 @@ class Link(NamedTuple):
 
 
 _Entry = TypeVar("_Entry", Waiting, Hop)
+# Building a NamedTuple by calling its class runs a Python __new__ in a frame of its own; this does not.
+_new_tuple = tuple.__new__
 
 
 class Tracker:
@@ -73,12 +75,12 @@ class Tracker:
         # expired() looks at the oldest entries at most once per SWEEP_EVERY seconds, not on every leg.
         self._sweep_at = 0.0
 
-    @property
-    def pending(self) -> bool:
+    # Methods, not properties: called for every leg, and a property is a call the interpreter cannot inline.
+
+    def is_pending(self) -> bool:
         """Whether a preflight or redirect waits for a later leg (or may expire): else nothing can link."""
         return bool(self._preflights or self._redirects)
 
-    @property
     def redirects_pending(self) -> bool:
         """Whether a redirect hop waits: only then does an actual request need its URL to be linked."""
         return bool(self._redirects)
@@ -97,7 +99,8 @@ class Tracker:
         """A preflight leg; when the browser accepted it, the actual request is expected next."""
         exchange_id = next(self._ids)
         if allowed:
-            _put(self._preflights, (origin, target, method), Waiting(exchange_id, now, origin, method, target))
+            waiting = _new_tuple(Waiting, (exchange_id, now, origin, method, target))
+            _put(self._preflights, (origin, target, method), waiting)
         return exchange_id
 
     def actual(self, origin: str, target: Target, url: str | None, method: str, now: float) -> Link | None:

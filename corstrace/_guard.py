@@ -8,14 +8,42 @@ place as ``corstrace.internal_error`` and swallowed; the request carries on. Can
 
 from __future__ import annotations
 
+import functools
 import traceback
+from collections.abc import Callable
 from types import TracebackType
+from typing import Protocol, TypeVar
 
 from corstrace._log import logger
 
 # Distinct internal errors reported per process; the rest are dropped (a bug hit on every request must not
 # flood the log).
 MAX_REPORTS = 64
+
+
+class Guarded(Protocol):
+    guard: Guard
+
+
+_Owner = TypeVar("_Owner", bound=Guarded)
+_Arg = TypeVar("_Arg")
+
+
+def guarded(method: Callable[[_Owner, _Arg], None]) -> Callable[[_Owner, _Arg], None]:
+    """Run ``method(self, arg)`` under ``self.guard``: the same promise as ``with guard:``, for the request path.
+
+    A decorator rather than a ``with`` block because it costs one plain Python call per leg, where entering
+    and leaving a context manager costs two calls the interpreter cannot inline.
+    """
+
+    @functools.wraps(method)
+    def call(self: _Owner, arg: _Arg) -> None:
+        try:
+            method(self, arg)
+        except Exception as exc:
+            self.guard.report(exc)
+
+    return call
 
 
 class Guard:

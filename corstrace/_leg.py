@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from starlette.types import Message, Receive, Scope, Send
 
-from corstrace._fetch import DEFAULT_PORTS, REDIRECT_STATUSES
+from corstrace._fetch import DEFAULT_PORTS
 from corstrace._redact import redact_url
 
 Pair = tuple[bytes, bytes]
@@ -27,6 +27,7 @@ _COOKIE = b"cookie"
 # A Cookie header is kept without its value: only its presence decides anything.
 _COOKIE_PRESENT = (_COOKIE, b"")
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
+_new_tuple = tuple.__new__
 _SECURE_SCHEMES = frozenset({"https", "wss"})
 # ":80" for http, as a Host header spells a default port.
 _DEFAULT_PORT_SUFFIX = {scheme: f":{port}".encode() for scheme, port in DEFAULT_PORTS.items()}
@@ -126,6 +127,7 @@ class Leg:
         self, scope: Scope, origin: bytes, host: bytes | None, keyed: list[Pair], receive: Receive, send: Send
     ):
         self.scope = scope
+        self.method: str = scope.get("method", "GET")  # a WebSocket handshake is a GET
         self.origin = origin.decode("latin-1")
         self.host = host.decode("latin-1") if host else ""
         self.keyed = keyed
@@ -135,28 +137,23 @@ class Leg:
 
     # --- what the request was -----------------------------------------------------------------
 
-    @property
-    def method(self) -> str:
-        """The HTTP method (a WebSocket handshake is a GET)."""
-        method: str = self.scope.get("method", "GET")
-        return method
+    # Plain methods, not properties: the request path calls them, and a property costs a call the interpreter
+    # cannot inline.
 
-    @property
-    def preflight(self) -> bool:
+    def is_preflight(self) -> bool:
         """OPTIONS with Access-Control-Request-Method: what CORSMiddleware (and the browser) call a preflight."""
-        if self.scope.get("method") != "OPTIONS":
+        if self.method != "OPTIONS":
             return False
         for name, _ in self.keyed:
             if name == _ACRM:
                 return True
         return False
 
-    @property
     def path(self) -> str:
+        """The path as the app sees it (root_path included), decoded."""
         scope = self.scope
         return str(scope.get("root_path", "")) + str(scope["path"])
 
-    @property
     def client(self) -> str | None:
         """The client's address (without its port: a browser opens several connections)."""
         client = self.scope.get("client")
@@ -169,7 +166,8 @@ class Leg:
             server = scope.get("server")
             host = f"{server[0]}:{server[1]}" if server else "localhost"
         path = scope.get("raw_path") or scope.get("root_path", "") + scope["path"]
-        return Target(scope["scheme"], host, path, scope.get("query_string", b""))
+        # tuple.__new__ directly: calling the NamedTuple class runs its Python __new__ in a frame of its own.
+        return _new_tuple(Target, (scope["scheme"], host, path, scope.get("query_string", b"")))
 
     def url(self) -> str:
         """The request's URL, redacted; built once, and only for the legs that need it."""
@@ -192,10 +190,6 @@ class Leg:
         return self._request_text
 
     # --- what the app answered ----------------------------------------------------------------
-
-    @property
-    def redirect(self) -> bool:
-        return self.status in REDIRECT_STATUSES
 
     def response_pairs(self) -> tuple[Pair, ...]:
         return pairs(self.response_headers)

@@ -21,8 +21,8 @@ from corstrace._decision import Decision, Decisions, decision_of
 from corstrace._event import Events, aborted_event, finish, websocket_event
 from corstrace._exchange import Link, Tracker
 from corstrace._facts import LegFacts, facts_of, judge, texts_of
-from corstrace._fetch import resolve_location
-from corstrace._guard import Guard
+from corstrace._fetch import REDIRECT_STATUSES, resolve_location
+from corstrace._guard import Guard, guarded
 from corstrace._inspector.hub import Hub, SharedRecord
 from corstrace._inspector.server import Inspector
 from corstrace._leg import Leg
@@ -52,32 +52,36 @@ class Recorder:
 
     # --- the request path ---------------------------------------------------------------------
 
+    @guarded
     def record(self, leg: Leg) -> None:
-        """Decide, link and publish one finished HTTP leg (run under the guard by the middleware)."""
+        """Decide, link and publish one finished HTTP leg."""
         if leg.status is None and leg.outcome != "completed" and leg.outcome != "exception":
             self._aborted(leg)
             return
         now = leg.started
-        preflight = leg.preflight
+        preflight = leg.is_preflight()
         tracker = self._tracker
-        pending = tracker.pending
+        pending = tracker.is_pending()
         link = None
         if pending and not preflight:
-            url = leg.url() if tracker.redirects_pending else None
+            url = leg.url() if tracker.redirects_pending() else None
             link = tracker.actual(leg.origin, leg.target(), url, leg.method, now)
+        decisions = self._decisions
+        key = decisions.key(leg)
+        decision = decisions.get(key)
         facts = verdict = None
-        key = self._decisions.key(leg)
-        decision = self._decisions.get(key) if key is not None else None
         if decision is None:
             facts = self._facts(leg, link)
             verdict = judge(facts, texts_of(facts))
             decision = decision_of(verdict)
             if key is not None:
-                self._decisions.put(key, decision)
-        exchange_id = self._link(leg, decision, link, preflight, now)
+                decisions.put(key, decision)
+        exchange_id = 0
+        if preflight or link is not None or leg.status in REDIRECT_STATUSES:
+            exchange_id = self._link(leg, decision, link, preflight, now)
         admission = None
         if decision.verdict == "blocked":
-            admission = self._aggregator.admit(leg.origin, leg.method, leg.path, decision.reason or "", now)
+            admission = self._aggregator.admit(leg.origin, leg.method, leg.path(), decision.reason or "", now)
             logged = admission.log
         else:
             logged = debug_enabled()
@@ -101,7 +105,7 @@ class Recorder:
             allowed = decision.verdict == "allowed"
             return tracker.preflight(leg.origin, leg.target(), decision.requested_method or "", allowed, now)
         exchange_id = link.exchange_id if link is not None else 0
-        if leg.redirect and decision.verdict == "allowed":
+        if leg.status in REDIRECT_STATUSES and decision.verdict == "allowed":
             location = _location(leg)
             if location is not None:
                 exchange_id = exchange_id or tracker.new_id()

@@ -91,16 +91,15 @@ class CORSTraceMiddleware:
                 await self._inspector(scope, receive, send)
                 return
             # Most requests carry no Origin: one comparison per header and they are on their way.
-            for pair in scope["headers"]:
-                if pair[0] == ORIGIN:
+            for name, _ in scope["headers"]:
+                if name == ORIGIN:
                     break
             else:
                 await self.app(scope, receive, send)
                 return
             origin, host, keyed = scan(scope["headers"], self._keyed)
-            # A browser's same-origin request ends its Origin with its Host (both lower-case, no default port):
-            # the cheap endswith() spares cross-origin legs the full test. Other spellings of the same origin
-            # are traced, and the engine reports them as same-origin.
+            # A browser's same-origin request ends its Origin with its Host: the cheap endswith() spares
+            # cross-origin legs the full test. Other spellings of the same origin are traced (the engine says so).
             if origin is None or (host and origin.endswith(host) and same_origin(origin, host, scope["scheme"])):
                 await self.app(scope, receive, send)
                 return
@@ -128,19 +127,21 @@ class CORSTraceMiddleware:
                     leg.outcome = "cancelled"
                 raise
             finally:
-                with recorder.guard:
-                    recorder.record(leg)
+                recorder.record(leg)  # guarded: never raises
                 # The traceback holds this frame, which holds the leg: without this, every failed request
                 # would leave a reference cycle (frames, scope and all) for the garbage collector.
                 leg.exception = None
         elif kind == "lifespan":
-            self._recorder.startup(scope.get("app"), sys.argv)
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                await self._recorder.shutdown()
+            await self._lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._recorder.startup(scope.get("app"), sys.argv)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            await self._recorder.shutdown()
 
     async def _trace_websocket(self, leg: Leg) -> None:
         recorder = self._recorder

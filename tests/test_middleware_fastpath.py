@@ -137,7 +137,7 @@ def _summary(scope: dict[str, Any], status: int | None, response: list[tuple[byt
     url = redact_url(leg.target().url())
     method = scope["method"]
     answer = Response(status, decoded(response)) if status is not None else None
-    if leg.preflight:
+    if leg.is_preflight():
         verdict = evaluate(Request(method, url, decoded(scope["headers"]), preflight=True), answer)
     else:
         verdict = evaluate(Request(method, url, decoded(scope["headers"])), answer)

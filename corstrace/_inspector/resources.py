@@ -10,8 +10,6 @@ import importlib.resources
 import re
 from pathlib import Path
 
-import corstrace
-
 # Flat directory of plain file names: no path separators, no dot-files, so no traversal is possible.
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.(?:html|js|css|svg|png|ico|json|txt)$")
 
@@ -35,7 +33,7 @@ def ui_dir() -> Path | None:
         candidates.append(Path(str(packaged)))
     except (ModuleNotFoundError, TypeError):  # pragma: no cover - corstrace is always importable here
         pass
-    candidates.append(Path(corstrace.__file__).resolve().parent.parent / "inspector_ui")
+    candidates.append(Path(__file__).resolve().parent.parent.parent / "inspector_ui")
     for candidate in candidates:
         if (candidate / "index.html").is_file():
             return candidate

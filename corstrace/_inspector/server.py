@@ -30,6 +30,7 @@ from corstrace._inspector.hub import PER_LEG_KEYS, Hub, Record, SharedRecord, Su
 from corstrace._inspector.resources import read_asset, ui_dir
 from corstrace._inspector.security import SECURITY_HEADERS, headers_of, is_own_origin, refusal
 from corstrace._inspector.token import load_token
+from corstrace._version import __version__
 
 COOKIE_NAME = "corstrace_inspector"
 # The token is stable across restarts (see token.py), so the cookie may outlive the browser session.
@@ -264,8 +265,6 @@ _WRONG_TOKEN = "This inspector token is not valid: open the inspector URL printe
 
 
 def _version() -> str:
-    from corstrace import __version__
-
     return __version__
 
 
