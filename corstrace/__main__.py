@@ -57,13 +57,13 @@ def _add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from corstrace._check import run
+    from corstrace._check_cli import run
 
     return run(args)
 
 
 def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from corstrace._check import add_arguments
+    from corstrace._check_cli import add_arguments
 
     check = commands.add_parser(
         "check",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from corstrace import _check
+from corstrace import _check_cli as check_command
 from corstrace.__main__ import build_parser, main
 from tests.support import run_server
 
@@ -370,7 +370,7 @@ def test_terminal_output_is_coloured(monkeypatch: pytest.MonkeyPatch, base: str)
     monkeypatch.setenv("TERM", "xterm")
     stdout = _Tty()
     args = build_parser().parse_args(["check", base + "/missing", "--origin", ORIGIN])
-    assert _check.run(args, stdout=stdout) == 1  # type: ignore[arg-type]
+    assert check_command.run(args, stdout=stdout) == 1  # type: ignore[arg-type]
     assert stdout.text.startswith("\x1b[1;31mBLOCKED\x1b[0m")
 
 
@@ -379,7 +379,7 @@ def test_no_color_keeps_a_terminal_plain(monkeypatch: pytest.MonkeyPatch, base: 
     monkeypatch.setenv("NO_COLOR", "1")
     stdout = _Tty()
     args = build_parser().parse_args(["check", base + "/missing", "--origin", ORIGIN])
-    _check.run(args, stdout=stdout)  # type: ignore[arg-type]
+    check_command.run(args, stdout=stdout)  # type: ignore[arg-type]
     assert "\x1b[" not in stdout.text
 
 
