@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import socket
 import ssl
 import sys
@@ -24,14 +25,40 @@ _COMPUTED_HEADERS = frozenset({"origin", "access-control-request-method", "acces
 
 
 def parse_url(text: str) -> str:
-    """An argparse type: an absolute http(s) URL."""
+    """An argparse type: an absolute http(s) URL; a URL without its scheme gets a "did you mean" hint."""
     try:
         parts = urlsplit(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a URL: {text!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}")
-    return text
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return text
+    guess = _with_scheme(text)
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}{hint}")
+
+
+def _with_scheme(text: str) -> str | None:
+    """``text`` with the scheme it most likely lacks: http for local and development hosts, https elsewhere."""
+    if "://" in text:
+        return None  # it has a scheme, just not http(s)
+    rest = text.removeprefix("//")
+    try:
+        host = urlsplit("//" + rest).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return f"{'http' if _is_development_host(host) else 'https'}://{rest}"
+
+
+def _is_development_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost") or "." not in host:
+        return True  # loopback names and single-label names (`api`, a container's name) are not on the web
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_origin(text: str) -> str:

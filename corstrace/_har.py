@@ -57,6 +57,7 @@ class _Entry:
     resource_type: str | None
     initiator_url: str | None
     pageref: str | None
+    has_cookies: bool = False  # `request.cookies` lists some (DevTools keeps them off a blocked entry's headers)
 
     def header(self, name: str) -> str | None:
         for key, value in self.request_headers:
@@ -80,6 +81,17 @@ class _Entry:
     def has_response(self) -> bool:
         return self.status > 0
 
+    @property
+    def credentialed(self) -> bool:
+        """The HAR shows the request was sent with ``credentials: 'include'``.
+
+        Cookies prove it; so does ``Sec-Fetch-Storage-Access``, which Chromium sends only on a
+        cross-site request whose credentials mode is ``include``.
+        """
+        return (
+            self.has_cookies or self.header("cookie") is not None or self.header("sec-fetch-storage-access") is not None
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Item:
@@ -93,6 +105,8 @@ class Item:
     exchange: Exchange | None = None
     why_unjudged: str | None = None
     check_command: str | None = None
+    # The HAR shows no credentials mode: the command may need --credentials to reproduce the block.
+    credentials_unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,40 +119,74 @@ class Report:
 # --- reading ---------------------------------------------------------------------------------
 
 
+STDIN = "-"
+_STDIN_NAME = "<stdin>"
+
+
 def load(path: str) -> list[_Entry]:
-    """The entries of the HAR at ``path``; raises :class:`HarError` naming what is wrong."""
+    """The entries of the HAR at ``path`` (``-``: standard input); raises :class:`HarError` naming what is wrong."""
+    name = _STDIN_NAME if path == STDIN else path
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
+        data = sys.stdin.buffer.read() if path == STDIN else Path(path).read_bytes()
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
-        raise HarError(f"{path}: no such file") from None
+        raise HarError(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise HarError(f"{path}: is a directory, not a HAR file") from None
+        raise HarError(f"{name}: is a directory, not a HAR file") from None
     except UnicodeDecodeError as exc:
-        raise HarError(f"{path}: not a HAR file (not UTF-8 text: byte {exc.start} is invalid)") from None
+        raise HarError(f"{name}: not a HAR file (not UTF-8 text: byte {exc.start} is invalid)") from None
     except OSError as exc:
-        raise HarError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise HarError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    return parse(text, name)
+
+
+def parse(text: str, name: str) -> list[_Entry]:
+    """The entries of the HAR ``text`` (read from ``name``, used in messages); raises :class:`HarError`."""
     if not text.strip():
-        raise HarError(f"{path}: the file is empty")
+        raise HarError(f"{name}: the file is empty")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        if not text[exc.pos :].strip() and text.lstrip()[:1] in "{[":
+        if _is_cut_short(text, exc):
+            line = text.count("\n") + 1
+            column = len(text) - text.rfind("\n")
             raise HarError(
-                f"{path}: truncated JSON: it ends at line {exc.lineno} column {exc.colno} before the HAR is "
+                f"{name}: truncated JSON: it ends at line {line} column {column} before the HAR is "
                 "complete (was the export or the copy interrupted?)"
             ) from None
-        raise HarError(f"{path}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise HarError(f"{name}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise HarError(f"{path}: not a HAR file (JSON nested too deeply)") from None
+        raise HarError(f"{name}: not a HAR file (JSON nested too deeply)") from None
     if not isinstance(data, dict) or not isinstance(data.get("log"), dict):
-        raise HarError(f"{path}: not a HAR file: no `log` object at the top level")
+        raise HarError(f"{name}: not a HAR file: no `log` object at the top level")
     entries = data["log"].get("entries")
     if entries is None:
-        raise HarError(f"{path}: not a HAR file: `log.entries` is missing")
+        raise HarError(f"{name}: not a HAR file: `log.entries` is missing")
     if not isinstance(entries, list):
-        raise HarError(f"{path}: not a HAR file: `log.entries` is {_kind(entries)}, not a list")
+        raise HarError(f"{name}: not a HAR file: `log.entries` is {_kind(entries)}, not a list")
     documents = _documents(data["log"], entries)
-    return [_entry(path, index, raw, documents) for index, raw in enumerate(entries)]
+    return [_entry(name, index, raw, documents) for index, raw in enumerate(entries)]
+
+
+# What may be left at the end of a document cut short in the middle of a token: the start of a literal or of
+# a number's sign, fraction or exponent (json reports those at the token, not at the end of the text).
+_CUT_TOKENS = ("true", "false", "null", "-", ".", "e+", "e-", "E+", "E-")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _is_cut_short(text: str, error: json.JSONDecodeError) -> bool:
+    """Whether ``text`` fails only because it stops early (an interrupted export), not because it is not JSON."""
+    if text.lstrip()[:1] not in ("{", "["):
+        return False
+    if error.msg.startswith("Unterminated string"):
+        return True  # json only says this when the end of the text comes before the closing quote
+    rest = text[error.pos :]
+    if not rest.strip():
+        return True
+    if error.msg.startswith("Invalid \\uXXXX escape"):
+        digits = rest.removeprefix("\\").removeprefix("u")
+        return len(digits) <= 4 and _HEX.issuperset(digits)  # a \uXXXX escape at the very end of the text
+    return any(token.startswith(rest) for token in _CUT_TOKENS)
 
 
 def _kind(value: Any) -> str:
@@ -195,6 +243,7 @@ def _entry(path: str, index: int, raw: Any, documents: dict[str, str]) -> _Entry
     initiator_url = initiator.get("url") if isinstance(initiator, dict) else None
     ref = raw.get("pageref") or raw.get("_frameref")
     resource_type = raw.get("_resourceType")
+    cookies = request.get("cookies")
     return _Entry(
         index=index,
         method=normalize_method(method),
@@ -206,6 +255,7 @@ def _entry(path: str, index: int, raw: Any, documents: dict[str, str]) -> _Entry
         resource_type=resource_type.lower() if isinstance(resource_type, str) else None,
         initiator_url=initiator_url if isinstance(initiator_url, str) else None,
         pageref=documents.get(ref) if isinstance(ref, str) else None,
+        has_cookies=isinstance(cookies, list) and bool(cookies),
     )
 
 
@@ -241,7 +291,7 @@ def _check_command(entry: _Entry, origin: str) -> str:
         lowered = name.lower()
         if is_page_settable(lowered, value) and lowered not in ("accept", "accept-language"):
             parts += ["--header", f"{name}: {value}"]
-    if entry.header("cookie") is not None:
+    if entry.credentialed:
         parts.append("--credentials")
     return shlex.join(parts)
 
@@ -250,7 +300,15 @@ def _leg(entry: _Entry, origin: str, redirected_from: str | None) -> Leg:
     headers = entry.request_headers
     if entry.header("origin") is None:
         headers = (*headers, ("Origin", origin))
-    request = Request(entry.method, entry.url, headers, preflight=entry.is_preflight, redirected_from=redirected_from)
+    credentials: Literal["include"] | None = "include" if entry.credentialed and not entry.is_preflight else None
+    request = Request(
+        entry.method,
+        entry.url,
+        headers,
+        preflight=entry.is_preflight,
+        credentials=credentials,
+        redirected_from=redirected_from,
+    )
     verdict = evaluate(request, Response(entry.status, entry.response_headers))
     location = entry.response_header("location")
     followed = (
@@ -310,9 +368,7 @@ def judge(entries: list[_Entry]) -> Report:
             items[chain[0]] = _item(merged, (*previous.entries, *numbers))
             item_index = chain[0]
         else:
-            exchange = Exchange(
-                entry.url, origin, entry.method, entry.header("cookie") is not None, tuple(legs), _notes(entry)
-            )
+            exchange = Exchange(entry.url, origin, entry.method, entry.credentialed, tuple(legs), _notes(entry))
             items.append(_item(exchange, tuple(numbers)))
             item_index = len(items) - 1
         location = legs[-1].location
@@ -348,7 +404,7 @@ def _unjudged(entry: _Entry, origin: str, numbers: tuple[int, ...]) -> Item:
     else:
         why = f"failed with {entry.error}: a network error, not a CORS verdict; the HAR has no response to judge"
         state = "unjudged"
-    return Item(numbers, state, entry.method, entry.url, origin, None, why, command)
+    return Item(numbers, state, entry.method, entry.url, origin, None, why, command, not entry.credentialed)
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -410,6 +466,11 @@ def render(report: Report, *, colour: bool) -> str:
         ]
         if item.check_command:
             lines.append(f"    {item.check_command}")
+            if item.credentials_unknown:
+                lines.append(
+                    "  (add --credentials if the page sends credentials: `credentials: 'include'` or "
+                    "`withCredentials`; the HAR does not say)"
+                )
         blocks.append("\n".join(lines))
     summary = _summary(report)
     lines = [_term.paint("Summary", "bold", enabled=colour)]
