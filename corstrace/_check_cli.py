@@ -7,16 +7,13 @@ shared with :mod:`corstrace.testing`; this module only puts it on the wire and p
 from __future__ import annotations
 
 import argparse
-import errno
 import ipaddress
-import socket
-import ssl
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 from urllib.parse import urlsplit
 
 from corstrace import __version__, _output
-from corstrace._check import DEFAULT_TIMEOUT, Answer, CheckError, Send, client_sender, normalize_method, run_exchange
+from corstrace._check import DEFAULT_TIMEOUT, CheckError, normalize_method, run_exchange
 from corstrace.engine import Headers, serialize_origin
 
 _TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -76,7 +73,7 @@ def parse_origin(text: str) -> str:
 
 
 def parse_header(text: str) -> tuple[str, str]:
-    """An argparse type: ``Name: value``."""
+    """An argparse type: ``Name: value``, with a value fetch() can send (Latin-1, one byte per character)."""
     name, colon, value = text.partition(":")
     name = name.strip()
     if not colon or not name or name.strip(_TOKEN_CHARS):
@@ -85,10 +82,29 @@ def parse_header(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(
             f"{name} is computed by corstrace as the browser computes it; use --origin/--method instead"
         )
-    value = value.strip(" \t")
+    value = argv_bytes(value.strip(" \t"))
     if any(char in value for char in "\r\n\0"):
         raise argparse.ArgumentTypeError(f"a header value cannot contain CR, LF or NUL: {text!r}")
+    beyond = next((char for char in value if ord(char) > 0xFF), None)
+    if beyond is not None:
+        # Chromium 156: "Failed to read the 'headers' property from 'RequestInit': String contains non
+        # ISO-8859-1 code point." Header values are byte strings; nothing is sent.
+        raise argparse.ArgumentTypeError(
+            f"the {name} value has {beyond!r} (U+{ord(beyond):04X}), a non ISO-8859-1 code point: fetch() "
+            "throws a TypeError for it and sends nothing. Percent-encode it (encodeURIComponent) or send it in "
+            "the body"
+        )
     return name, value
+
+
+def argv_bytes(text: str) -> str:
+    """``text`` with the bytes Python could not decode from argv (surrogate escapes) back as those bytes.
+
+    Header values hold one character per byte, so ``$'\\xe9'`` typed in bash is sent as the byte 0xE9.
+    """
+    if text.isascii() or not any("\udc80" <= char <= "\udcff" for char in text):
+        return text
+    return "".join(chr(ord(char) - 0xDC00) if "\udc80" <= char <= "\udcff" else char for char in text)
 
 
 def parse_method(text: str) -> str:
@@ -136,75 +152,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout",
         type=parse_timeout,
         default=DEFAULT_TIMEOUT,
-        help="seconds to wait for each answer (default: %(default)g)",
+        help="seconds the whole exchange may take, every leg and redirect included (default: %(default)g)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object (the log events' field names)")
 
 
-# --- the network side ------------------------------------------------------------------------
-
-
-def _network_reason(exc: BaseException) -> str:
-    """A short human reason for a transport error, from the OS error underneath when there is one."""
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            break
-        if isinstance(seen, socket.gaierror):
-            return "the host name does not resolve"
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return f"TLS certificate rejected ({seen.verify_message})"
-        if isinstance(seen, ssl.SSLError):
-            return f"TLS error ({seen.reason or seen})"
-        if isinstance(seen, OSError) and seen.errno is not None:
-            if seen.errno == errno.ECONNREFUSED:
-                return "connection refused"
-            return (seen.strerror or str(seen)).lower()
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc).lower()
-    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
-        return "the host name does not resolve"
-    if "connection refused" in text:
-        return "connection refused"
-    if "certificate" in text or "ssl" in text:
-        return f"TLS error ({exc})"
-    return str(exc) or type(exc).__name__
-
-
-def network_sender(client: Any, timeout: float) -> Send:
-    """``client_sender`` with httpx's transport errors turned into one-line :class:`CheckError` messages."""
-    import httpx
-
-    inner = client_sender(client, keep_jar=False)
-
-    def send(method: str, url: str, headers: Headers, with_cookies: bool) -> Answer:
-        parts = urlsplit(url)
-        where = f"{parts.scheme}://{parts.netloc}"
-        try:
-            return inner(method, url, headers, with_cookies)
-        except httpx.TimeoutException:
-            raise CheckError(
-                f"{where} did not answer {method} {url} within {timeout:g} s (raise it with --timeout)"
-            ) from None
-        except httpx.RequestError as exc:
-            raise CheckError(f"cannot reach {where}: {_network_reason(exc)}") from None
-
-    return send
+# --- running it ------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """``corstrace check``: 0 when the browser allows the request, 1 when it blocks it, 2 on errors."""
-    import httpx
+    from corstrace import _wire  # httpx and httpcore: only paid for by `check`
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     headers: Headers = tuple(args.header)
     credentials = bool(args.credentials) or any(name.lower() == "cookie" for name, _ in headers)
-    user_agent = () if any(n.lower() == "user-agent" for n, _ in headers) else (("User-Agent", _user_agent()),)
+    own_agent = any(name.lower() == "user-agent" for name, _ in headers)
+    deadline = _wire.Deadline(args.timeout)
     try:
-        with httpx.Client(timeout=args.timeout, follow_redirects=False, headers=dict(user_agent)) as client:
+        with _wire.client(deadline, None if own_agent else _user_agent()) as client:
             exchange = run_exchange(
-                network_sender(client, args.timeout),
+                _wire.wire_sender(client, deadline),
                 args.url,
                 origin=args.origin,
                 method=args.method,

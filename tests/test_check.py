@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,10 @@ SCRIPT: dict[str, dict[str, tuple[int, list[tuple[str, str]]]]] = {
     "/see-other": {"*": (303, [*_ALLOW, ("Location", "/allowed")])},
     "/loop": {"*": (302, [*_ALLOW, ("Location", "/loop")])},
     "/null-ok": {"*": (200, [("Access-Control-Allow-Origin", "null")])},
+    "/pf-star": {
+        "OPTIONS": (204, [*_ALLOW, ("Access-Control-Allow-Methods", "*"), ("Access-Control-Allow-Headers", "*")]),
+        "*": (200, _ALLOW),
+    },
 }
 # (method, path, headers) of every request the scripted server received, in order.
 RECEIVED: list[tuple[str, str, list[tuple[str, str]]]] = []
@@ -429,3 +435,100 @@ def test_starlettes_refused_preflight_body_is_explained(capsys: pytest.CaptureFi
     assert code == 1
     assert "Starlette's CORSMiddleware refused the method, headers" in out
     assert 'add "PUT" to `allow_methods`; add "x-api-key" to `allow_headers`.' in out
+
+
+@contextlib.contextmanager
+def trickling_server(response: bytes, *, interval: float, pause: float = 0.0) -> Iterator[tuple[str, threading.Event]]:
+    """A real socket server that answers every request with ``response``, one byte each ``interval`` seconds.
+
+    ``pause``: seconds to wait before answering at all. Yields the base URL and an event set when a client
+    hung up before the whole response was sent (corstrace gave up, as a deadline must).
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    hung_up = threading.Event()
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            buffered = b""
+            while not stop.is_set():
+                while b"\r\n\r\n" not in buffered:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffered += chunk
+                buffered = buffered.split(b"\r\n\r\n", 1)[1]
+                try:
+                    stop.wait(pause)
+                    for index in range(0, len(response), 1 if interval else len(response)):
+                        if stop.wait(interval):
+                            return
+                        conn.sendall(response[index : index + 1] if interval else response)
+                except OSError:
+                    hung_up.set()
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", hung_up
+    finally:
+        stop.set()
+        listener.close()
+
+
+_TRICKLED = b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: 2\r\n\r\nok"
+
+
+def test_timeout_is_a_deadline_against_a_server_that_trickles(capsys: pytest.CaptureFixture[str]) -> None:
+    """A server sending one byte a second never trips a per-read timeout; --timeout still ends the exchange."""
+    with trickling_server(_TRICKLED, interval=1.0) as (url, hung_up):
+        code, out, err = _check_cli(capsys, url + "/slow", "--origin", ORIGIN, "--timeout", "1.5")
+        assert hung_up.wait(30), "corstrace kept reading the trickle instead of hanging up at its deadline"
+    assert (code, out) == (2, "")
+    assert err.startswith(f"corstrace check: {url} did not answer GET {url}/slow") and "1.5 s" in err
+
+
+_SLOW_LOOP = b"HTTP/1.1 302 Found\r\nAccess-Control-Allow-Origin: *\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_timeout_spans_every_leg_and_redirect(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each redirect hop answers well within --timeout, but the whole chain does not: the deadline ends it."""
+    with trickling_server(_SLOW_LOOP, interval=0.0, pause=0.4) as (url, _):
+        code, _, err = _check_cli(capsys, url + "/loop", "--origin", ORIGIN, "--timeout", "2")
+    assert code == 2
+    assert "ERR_TOO_MANY_REDIRECTS" not in err  # 21 hops of 0.4 s each would have run out of redirects instead
+    assert "did not answer GET" in err and "deadline for the whole exchange" in err
+
+
+def test_latin1_header_value_goes_on_the_wire_one_byte_per_character(
+    capsys: pytest.CaptureFixture[str], base: str
+) -> None:
+    """`-H 'X-Name: café'` is sent as fetch() sends it: `é` as the single byte 0xE9 (Chromium checked below)."""
+    code, out, err = _check_cli(capsys, base + "/pf-star", "--origin", ORIGIN, "-H", "X-Name: café")
+    assert (code, err) == (0, "")
+    method, _, headers = _received("/pf-star")[-1]
+    assert (method, headers["x-name"].encode("latin-1")) == ("GET", b"caf\xe9")
+
+
+def test_header_value_beyond_latin1_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """fetch() throws on a header value beyond ISO-8859-1 and sends nothing; check says so, with no traceback."""
+    code, out, err = _check_cli(capsys, "http://a.test/", "--origin", ORIGIN, "-H", "X-Name: 日本")
+    assert (code, out) == (2, "")
+    assert "non ISO-8859-1 code point" in err and "U+65E5" in err and "Traceback" not in err
+
+
+def test_undecodable_argv_bytes_are_sent_as_those_bytes(capsys: pytest.CaptureFixture[str], base: str) -> None:
+    """A raw byte in argv (`$'\\xe9'` in bash) reaches Python as a surrogate escape; it is sent as that byte."""
+    code, _, err = _check_cli(capsys, base + "/pf-star", "--origin", ORIGIN, "-H", "X-Raw: a\udce9")
+    assert (code, err) == (0, "")
+    assert _received("/pf-star")[-1][2]["x-raw"].encode("latin-1") == b"a\xe9"

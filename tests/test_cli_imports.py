@@ -13,7 +13,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "corstrace"
 # The modules the command line owns (`corstrace check`, `corstrace explain` and their presentation).
-CLI_MODULES = ["corstrace.__main__", "corstrace._check", "corstrace._check_cli", "corstrace._har", "corstrace._output"]
+CLI_MODULES = [
+    "corstrace.__main__",
+    "corstrace._check",
+    "corstrace._check_cli",
+    "corstrace._har",
+    "corstrace._output",
+    "corstrace._wire",
+]
 
 
 def _module_name(path: Path) -> str:
