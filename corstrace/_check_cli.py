@@ -181,7 +181,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
                 credentials=credentials,
             )
     except CheckError as exc:
-        print(f"corstrace check: {exc}", file=err)
+        print(f"corstrace check: {_output.visible(str(exc))}", file=err)
         return 2
     if args.json:
         print(_output.to_json(_output.exchange_fields(exchange)), file=out)

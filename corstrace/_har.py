@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
+from urllib.parse import quote
 
 from corstrace import _output, _term
 from corstrace._check import Exchange, Leg, normalize_method
-from corstrace._fetch import is_page_settable, resolve_location
-from corstrace._redact import redact_url
+from corstrace._fetch import is_page_settable, is_token, resolve_location
+from corstrace._redact import Redactor, redact_url
 from corstrace.engine import Headers, Request, Response, evaluate, serialize_origin
 
 ItemState = Literal["allowed", "blocked", "unjudged"]
@@ -39,6 +39,8 @@ _CORS_RESOURCE_TYPES = frozenset({"fetch", "xhr", "xmlhttprequest", "preflight",
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Chromium's error for a CORS failure; any other net:: error is a network failure, not a CORS verdict.
 _CORS_NET_ERROR = "net::ERR_FAILED"
+_TAB_NEWLINE = str.maketrans("", "", "\t\n\r")  # the URL parser removes these wherever they are
+_REDACTOR = Redactor()
 
 
 class HarError(Exception):
@@ -283,17 +285,46 @@ def _is_cors(entry: _Entry) -> bool:
     return entry.header("origin") is not None
 
 
-def _check_command(entry: _Entry, origin: str) -> str:
-    parts = ["corstrace", "check", redact_url(entry.url), "--origin", origin]
+def _check_command(entry: _Entry, origin: str) -> str | None:
+    """The ``corstrace check`` that reproduces ``entry``, safe to paste; None when the HAR's method is not a method.
+
+    Everything in it comes from the HAR, so everything is quoted (:func:`corstrace._output.shell_command`),
+    secrets are placeholders (the header names decide the preflight, their values do not), and what a
+    browser could never send (a header name that is not a token, a value with CR, LF or NUL) is left out.
+    """
+    if not is_token(entry.method):
+        return None
+    argv = ["corstrace", "check", _command_url(entry.url), "--origin", origin]
     if entry.method != "GET":
-        parts += ["--method", entry.method]
+        argv += ["--method", entry.method]
     for name, value in entry.request_headers:
         lowered = name.lower()
+        if not is_token(name) or any(char in value for char in "\r\n\0"):
+            continue
         if is_page_settable(lowered, value) and lowered not in ("accept", "accept-language"):
-            parts += ["--header", f"{name}: {value}"]
+            argv += ["--header", f"{name}: {_placeholder(name, value)}"]
     if entry.credentialed:
-        parts.append("--credentials")
-    return shlex.join(parts)
+        argv.append("--credentials")
+    return _output.shell_command(argv)
+
+
+def _placeholder(name: str, value: str) -> str:
+    """``value``, or a placeholder when it is a secret: ``Bearer <token>`` keeps the scheme, which is not secret."""
+    if _REDACTOR.value(name, value) == value:
+        return value
+    scheme, _, rest = value.strip().partition(" ")
+    if name.lower() in ("authorization", "proxy-authorization") and rest and scheme.isalpha() and len(scheme) <= 20:
+        return f"{scheme} <token>"
+    return "<secret>"
+
+
+def _command_url(url: str) -> str:
+    """The URL to check, as the browser's URL parser would send it: tabs and newlines removed, other controls
+    and invisible characters percent-encoded, secret query values redacted."""
+    cleaned = redact_url(url.translate(_TAB_NEWLINE))
+    if cleaned.isprintable():
+        return cleaned
+    return "".join(char if char.isprintable() else quote(char, safe="") for char in cleaned)
 
 
 def _leg(entry: _Entry, origin: str, redirected_from: str | None) -> Leg:
@@ -396,9 +427,10 @@ def _item(exchange: Exchange, numbers: tuple[int, ...]) -> Item:
 def _unjudged(entry: _Entry, origin: str, numbers: tuple[int, ...]) -> Item:
     command = _check_command(entry, origin)
     if entry.error is None or entry.error == _CORS_NET_ERROR:
-        why = (
-            f"blocked by the browser ({entry.error or 'no response'}); the HAR has no response headers to judge "
+        why = f"blocked by the browser ({entry.error or 'no response'}); the HAR has no response headers to judge " + (
             "— run `corstrace check` to see why"
+            if command
+            else f"— and its method {entry.method!r} is not an HTTP method, so no `corstrace check` can replay it"
         )
         state: ItemState = "blocked"
     else:
@@ -454,16 +486,16 @@ def _numbers(item: Item) -> str:
 def render(report: Report, *, colour: bool) -> str:
     blocks: list[str] = []
     for item in report.items:
-        title = f"{item.method} {redact_url(item.url)} from origin {item.origin}  (entry {_numbers(item)})"
+        title = _output.visible(f"{item.method} {redact_url(item.url)} from origin {item.origin}") + (
+            f"  (entry {_numbers(item)})"
+        )
         if item.exchange is not None:
             blocks.append(_output.render_exchange(item.exchange, colour=colour, headline=title))
             continue
         word = "BLOCKED" if item.state == "blocked" else "NOT JUDGED"
         painted = _term.paint(word, "bold", "red" if item.state == "blocked" else "yellow", enabled=colour)
-        lines = [
-            f"{painted}  {title}",
-            f"  {item.why_unjudged}:" if item.state == "blocked" else f"  {item.why_unjudged}",
-        ]
+        why = _output.visible(item.why_unjudged or "")
+        lines = [f"{painted}  {title}", f"  {why}:" if item.state == "blocked" and item.check_command else f"  {why}"]
         if item.check_command:
             lines.append(f"    {item.check_command}")
             if item.credentials_unknown:
@@ -479,7 +511,7 @@ def render(report: Report, *, colour: bool) -> str:
         f"{summary['blocked']} blocked" + (f", {summary['unjudged']} not judged" if summary["unjudged"] else "")
     )
     for reason, count in summary["by_reason"].items():
-        lines.append(f"    {count} × {reason}")
+        lines.append(f"    {count} × {_output.visible(reason)}")
     skipped = summary["skipped_same_origin"] + summary["skipped_not_cors"]
     if skipped:
         lines.append(
@@ -504,7 +536,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
     try:
         report = judge(load(args.har))
     except HarError as exc:
-        print(f"corstrace explain: {exc}", file=err)
+        print(f"corstrace explain: {_output.visible(str(exc))}", file=err)
         return 2
     if args.json:
         print(_output.to_json(report_json(args.har, report)), file=out)
