@@ -73,6 +73,8 @@ def answer_from(response: Any, request: Any) -> Answer:
 # send(method, url, headers, with_cookies) -> Answer. `with_cookies` is False for preflights and
 # non-credentialed requests: the browser sends no cookies then, whatever the client's jar holds.
 Send = Callable[[str, str, Headers, bool], Answer]
+# patch(kind, request as judged, answer) -> the answer to judge instead: a replay with a proposed fix applied.
+Patch = Callable[[LegKind, Request, Answer], Answer]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,8 @@ class Exchange:
     credentials: bool
     legs: tuple[Leg, ...]
     notes: tuple[str, ...] = ()
+    # What the server's own words say to change in its configuration (Starlette's refused-preflight body).
+    server_hint: str | None = None
 
     @property
     def deciding(self) -> Leg:
@@ -130,10 +134,12 @@ def _with_credentialed_outcome(verdict: Verdict, request: Request, response: Res
     return dataclasses.replace(verdict, if_credentialed=outcome)
 
 
-def _judge(request: Request, answer: Answer) -> Verdict:
-    response = Response(answer.status, answer.headers)
+def _judge(request: Request, answer: Answer, kind: LegKind, patch: Patch | None) -> tuple[Verdict, Answer]:
     judged = dataclasses.replace(request, headers=answer.sent_headers or request.headers)
-    return _with_credentialed_outcome(evaluate(judged, response), judged, response)
+    if patch is not None:
+        answer = patch(kind, judged, answer)
+    response = Response(answer.status, answer.headers)
+    return _with_credentialed_outcome(evaluate(judged, response), judged, response), answer
 
 
 def _as_page_sees_it(verdict: Verdict, page_origin: str, redirected_from: str | None) -> Verdict:
@@ -188,8 +194,12 @@ def run_exchange(
     headers: Headers = (),
     credentials: bool = False,
     max_redirects: int = MAX_REDIRECTS,
+    patch: Patch | None = None,
 ) -> Exchange:
     """Play one cross-origin ``fetch()`` against a server through ``send`` and judge each leg.
+
+    ``patch`` changes each answer before it is judged (and before its redirect is followed): the
+    exchange as it would go with a fix applied on the server.
 
     Raises :class:`CheckError` for what is not a CORS verdict (too many redirects, a redirect to a
     non-HTTP URL); ``send`` raises it for network errors.
@@ -197,6 +207,7 @@ def run_exchange(
     mode: Literal["include", "omit"] = "include" if credentials else "omit"
     legs: list[Leg] = []
     notes: list[str] = []
+    server_hint: str | None = None
     current_url, current_method, current_headers = url, normalize_method(method), tuple(headers)
     tainted = False
     for hop in range(max_redirects + 1):
@@ -214,24 +225,26 @@ def run_exchange(
                 credentials=mode,
                 redirected_from=redirected_from,
             )
-            verdict = _as_page_sees_it(_judge(request, answer), origin, redirected_from)
+            verdict, answer = _judge(request, answer, "preflight", patch)
+            verdict = _as_page_sees_it(verdict, origin, redirected_from)
             legs.append(
                 Leg("preflight", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from)
             )
             if verdict.verdict == "blocked":
-                refused = _starlette_refusal(answer, sent_origin, current_method, current_headers)
+                refused = _starlette_refusal(answer, sent_origin, current_method, current_headers, credentials)
                 if refused is not None:
-                    note, fix = refused
+                    note, server_hint = refused
                     notes.append(note)
                     # The generic "answer with 2xx" fix is true but useless against Starlette: name the option.
-                    legs[-1] = dataclasses.replace(legs[-1], verdict=dataclasses.replace(verdict, fix=fix))
+                    legs[-1] = dataclasses.replace(legs[-1], verdict=dataclasses.replace(verdict, fix=server_hint))
                 break
         request_headers = actual_headers(sent_origin, current_url, current_headers)
         answer = send(current_method, current_url, request_headers, credentials)
         request = Request(
             current_method, current_url, request_headers, credentials=mode, redirected_from=redirected_from
         )
-        verdict = _as_page_sees_it(_judge(request, answer), origin, redirected_from)
+        verdict, answer = _judge(request, answer, "actual", patch)
+        verdict = _as_page_sees_it(verdict, origin, redirected_from)
         raw_location = _location(answer) if answer.status in _REDIRECT_STATUSES else None
         location = resolve_location(current_url, raw_location) if raw_location is not None else None
         follow = location if verdict.verdict == "allowed" else None
@@ -256,12 +269,18 @@ def run_exchange(
                 notes.append(f"After the cross-origin redirect to {follow} the browser sends `Origin: null`.")
             current_headers = _drop_on_cross_origin_hop(current_headers, current_url, follow, notes)
         current_url = follow
-    return Exchange(url, origin, normalize_method(method), credentials, tuple(legs), tuple(notes))
+    return Exchange(url, origin, normalize_method(method), credentials, tuple(legs), tuple(notes), server_hint)
 
 
 # Starlette's CORSMiddleware answers a refused preflight 400 "Disallowed CORS <what>, <what>".
-def _starlette_refusal(answer: Answer, origin: str, method: str, headers: Headers) -> tuple[str, str] | None:
-    """What a Starlette server's 400 preflight body says it refused (Chrome's message hides it), and the fix."""
+def _starlette_refusal(
+    answer: Answer, origin: str, method: str, headers: Headers, credentials: bool
+) -> tuple[str, str] | None:
+    """What a Starlette server's 400 preflight body says it refused (Chrome's message hides it), and the fix.
+
+    The body names only what Starlette checks; it never refuses a preflight for credentials, but when the
+    page sends them and the answer lacks `Access-Control-Allow-Credentials: true` the fix must say so too.
+    """
     text = answer.body.decode("latin-1", "replace").strip()
     if answer.status != 400 or not text.startswith("Disallowed CORS "):
         return None
@@ -276,6 +295,9 @@ def _starlette_refusal(answer: Answer, origin: str, method: str, headers: Header
     fixes = [options[part] for part in what if part in options]
     if not fixes:
         return None
+    acac = [value for name, value in answer.headers if name.lower() == "access-control-allow-credentials"]
+    if credentials and acac != ["true"]:
+        fixes.append("set `allow_credentials=True`")
     note = (
         f"The preflight's body says `{text[:100]}`: Starlette's CORSMiddleware refused the "
         + ", ".join(what)

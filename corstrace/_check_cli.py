@@ -13,7 +13,8 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from corstrace import __version__, _output
-from corstrace._check import DEFAULT_TIMEOUT, CheckError, normalize_method, run_exchange
+from corstrace._check import DEFAULT_TIMEOUT, CheckError, Exchange, Patch, Send, normalize_method, run_exchange
+from corstrace._header_fix import Recorder, header_fix
 from corstrace.engine import Headers, serialize_origin
 
 _TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -170,23 +171,30 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
     credentials = bool(args.credentials) or any(name.lower() == "cookie" for name, _ in headers)
     own_agent = any(name.lower() == "user-agent" for name, _ in headers)
     deadline = _wire.Deadline(args.timeout)
+
+    def play(send: Send, patch: Patch | None = None) -> Exchange:
+        return run_exchange(
+            send,
+            args.url,
+            origin=args.origin,
+            method=args.method,
+            headers=headers,
+            credentials=credentials,
+            patch=patch,
+        )
+
     try:
         with _wire.client(deadline, None if own_agent else _user_agent()) as client:
-            exchange = run_exchange(
-                _wire.wire_sender(client, deadline),
-                args.url,
-                origin=args.origin,
-                method=args.method,
-                headers=headers,
-                credentials=credentials,
-            )
+            recorder = Recorder(_wire.wire_sender(client, deadline))
+            exchange = play(recorder)
+            fix = None if exchange.allowed else header_fix(play, recorder)
     except CheckError as exc:
         print(f"corstrace check: {_output.visible(str(exc))}", file=err)
         return 2
     if args.json:
-        print(_output.to_json(_output.exchange_fields(exchange)), file=out)
+        print(_output.to_json(_output.exchange_fields(exchange, fix)), file=out)
     else:
-        print(_output.render_exchange(exchange, colour=_output.colour_for(out)), file=out)
+        print(_output.render_exchange(exchange, colour=_output.colour_for(out), fix=fix), file=out)
     return 0 if exchange.allowed else 1
 
 

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from corstrace import _term
 from corstrace._check import Exchange, Leg
+from corstrace._header_fix import HeaderFix, LegChange
 from corstrace._redact import Redactor, redact_url
 
 _REDACTOR = Redactor()
@@ -147,13 +148,110 @@ def leg_fields(leg: Leg, scrub: list[tuple[str, str]] | None = None) -> dict[str
     return fields
 
 
-def exchange_fields(exchange: Exchange) -> dict[str, Any]:
-    """The deciding leg's fields at the top level, every leg under ``legs``, and the notes."""
+def exchange_fields(exchange: Exchange, fix: HeaderFix | None = None) -> dict[str, Any]:
+    """The deciding leg's fields at the top level, every leg under ``legs``, and the notes.
+
+    With ``fix`` (``check``'s header-level fix for the whole exchange), ``fix`` is its text, ``fix_code`` its
+    header lines, ``fix_verified`` whether the replay proved it and ``fix_legs`` the change per leg; the
+    engine's fix for each single leg stays in ``legs``.
+    """
     pairs = _scrubber(_exchange_urls(exchange))
     fields = leg_fields(exchange.deciding, pairs)
     fields["legs"] = [leg_fields(leg, pairs) for leg in exchange.legs]
     fields["notes"] = [_scrub(note, pairs) for note in exchange.notes]
+    fields.update(fix_verified=None, fix_code=None, fix_legs=[])
+    if exchange.allowed:
+        fields["fix"] = None
+    elif fix is not None:
+        pairs = _scrubber([*_exchange_urls(exchange), *(leg.url for leg in fix.legs)])
+        fields.update(
+            fix=_scrub("\n".join(fix_lines(fix, exchange, colour=False)), pairs),
+            fix_code=_scrub(fix_code(fix), pairs),
+            fix_verified=fix.verified,
+            fix_legs=[_change_fields(change, pairs) for change in fix.legs],
+        )
     return fields
+
+
+def _change_fields(change: LegChange, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "leg": change.kind,
+        "hop": change.hop,
+        "method": change.method,
+        "url": redact_url(change.url),
+        "status": change.status,
+        "new_status": change.new_status,
+        "set_headers": [[name, _scrub(value, pairs)] for name, value in change.set_headers],
+        "remove_headers": list(change.remove_headers),
+        "sent": change.sent,
+        "passes": change.passes,
+    }
+
+
+def _target(change: LegChange) -> str:
+    return f"{change.method} {redact_url(change.url)}"
+
+
+def fix_code(fix: HeaderFix) -> str:
+    """The header lines of the fix, leg by leg: what "copy fix" copies."""
+    lines: list[str] = []
+    for change in fix.legs:
+        if not change.changed:
+            continue
+        status = f": answer {change.new_status}" if change.new_status is not None else ""
+        lines.append(f"# {change.kind} {_target(change)}{status}")
+        lines += [f"{name}: {value}" for name, value in change.set_headers]
+        lines += [f"# and no {name} header" for name in change.remove_headers]
+    return visible_lines("\n".join(lines))
+
+
+def visible_lines(text: str) -> str:
+    """:func:`visible` for each line of a text corstrace wrote itself (its newlines are its own)."""
+    return "\n".join(visible(line) for line in text.split("\n"))
+
+
+_SENT_NOTES = {
+    "exchange": "",
+    "replay": " (sent by check to verify the fix; the browser stops before it)",
+    "not_sent": " (not sent: the browser stops before it)",
+}
+
+
+def fix_lines(fix: HeaderFix, exchange: Exchange, *, colour: bool) -> list[str]:
+    """The fix section: every leg whose response must change, the proof, and the server's own hint."""
+    badge = (
+        _term.paint("verified", "green", enabled=colour)
+        if fix.verified
+        else _term.paint("not verified", "yellow", enabled=colour)
+    )
+    lines = [
+        _label("Fix", colour) + f" ({badge}) — response headers: `corstrace check` cannot read the server's CORS "
+        "configuration, so it names what each response must carry (each header line replacing the one sent):"
+    ]
+    for index, change in enumerate(fix.legs, 1):
+        if not change.changed:
+            continue
+        if change.new_status is not None:
+            what = (
+                f"answer {change.new_status} (not {change.status})" if change.status else f"answer {change.new_status}"
+            )
+            what += " and send:" if change.set_headers else ""
+        else:
+            what = "send:"
+        lines.append(visible(f"  {index}. {change.kind:<9} {_target(change)}{_SENT_NOTES[change.sent]}: {what}"))
+        lines += [visible(f"       {name}: {value}") for name, value in change.set_headers]
+        lines += [visible(f"       and no {name} header") for name in change.remove_headers]
+    if fix.verified:
+        lines.append("  Verified: replayed through corstrace's engine with these changes, every leg passes.")
+    else:
+        lines.append(visible(f"  Not verified: {fix.why_not_verified}."))
+    if fix.page_note:
+        lines.append(visible(f"  {fix.page_note}"))
+    if exchange.server_hint:
+        lines.append(
+            visible(f"  Starlette's CORSMiddleware answered (its 400 says what it refused): {exchange.server_hint}")
+        )
+    return lines
 
 
 def to_json(data: Any) -> str:
@@ -206,10 +304,13 @@ def _section(title: str, body: str | None, colour: bool) -> list[str]:
     return [_label(title, colour), *(f"  {visible(line)}" for line in (body or "").splitlines())]
 
 
-def render_exchange(exchange: Exchange, *, colour: bool, headline: str | None = None) -> str:
+def render_exchange(
+    exchange: Exchange, *, colour: bool, headline: str | None = None, fix: HeaderFix | None = None
+) -> str:
     """The text report: verdict line, each leg, the browser's message, why, the fix and the warnings.
 
-    ``headline`` (already made terminal-safe by the caller) replaces the default title.
+    ``headline`` (already made terminal-safe by the caller) replaces the default title; ``fix`` (``check``'s
+    header-level fix for the whole exchange) replaces the engine's fix for the deciding leg.
     """
     pairs = _scrubber(_exchange_urls(exchange))
     deciding = exchange.deciding.verdict
@@ -233,7 +334,10 @@ def render_exchange(exchange: Exchange, *, colour: bool, headline: str | None = 
     if deciding.firefox_message:
         lines += _section("Firefox:", _scrub(deciding.firefox_message, pairs), colour)
     lines += _section("Why:", _scrub(deciding.explanation, pairs), colour)
-    if deciding.fix:
+    if fix is not None and blocked:
+        fix_pairs = _scrubber([*_exchange_urls(exchange), *(change.url for change in fix.legs)])
+        lines += [_scrub(line, fix_pairs) or "" for line in fix_lines(fix, exchange, colour=colour)]
+    elif deciding.fix:
         lines += _section("Fix:", _scrub(deciding.fix, pairs), colour)
     # A followed redirect's own headers are never readable by the page: warning about exposing them is noise.
     warnings = [

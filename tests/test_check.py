@@ -157,6 +157,19 @@ def test_blocked_reason_exits_1_with_the_reason(
     assert data["browser_message"].startswith(f"Access to fetch at '{base}")
 
 
+@pytest.mark.parametrize(("path", "extra", "reason"), BLOCKED_CASES, ids=[case[2] + case[0] for case in BLOCKED_CASES])
+def test_every_blocked_case_gets_a_fix_whose_legs_all_pass(
+    capsys: pytest.CaptureFixture[str], base: str, path: str, extra: list[str], reason: str
+) -> None:
+    """The header-level fix makes every leg pass in the replay; it is verified unless a leg could not be answered."""
+    _, data = _json(capsys, base + path, "--origin", ORIGIN, *extra)
+    legs = data["fix_legs"]
+    assert legs and all(leg["passes"] for leg in legs)
+    # /redirect-creds points at a closed port: the fixed redirect is followed there and cannot be answered.
+    answered = all(leg["sent"] != "not_sent" for leg in legs) and "the replay stopped" not in data["fix"]
+    assert data["fix_verified"] is answered
+
+
 def test_text_report_has_verdict_message_explanation_and_fix(capsys: pytest.CaptureFixture[str], base: str) -> None:
     """The text form prints BLOCKED, the reason, Chromium's exact message, why and the fix."""
     code, out, err = _check_cli(capsys, base + "/pf-method", "--origin", ORIGIN, "-X", "PUT")
@@ -168,7 +181,8 @@ def test_text_report_has_verdict_message_explanation_and_fix(capsys: pytest.Capt
         "Method PUT is not allowed by Access-Control-Allow-Methods in preflight response." in out
     )
     assert "Why:\n  The page wants to send `PUT`" in out
-    assert "Fix:\n  Send `Access-Control-Allow-Methods: GET, POST, PUT`" in out
+    assert "\nFix (not verified) — response headers" in out
+    assert "  1. preflight OPTIONS " in out and "       Access-Control-Allow-Methods: GET, POST, PUT\n" in out
     assert "\x1b[" not in out
 
 

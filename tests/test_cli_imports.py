@@ -17,6 +17,7 @@ CLI_MODULES = [
     "corstrace.__main__",
     "corstrace._check",
     "corstrace._check_cli",
+    "corstrace._header_fix",
     "corstrace._har",
     "corstrace._output",
     "corstrace._wire",
