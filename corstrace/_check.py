@@ -78,6 +78,24 @@ Patch = Callable[[LegKind, Request, Answer], Answer]
 
 
 @dataclass(frozen=True, slots=True)
+class PageApi:
+    """The page API that makes the request: what Chromium puts on the wire for it, and names in its message."""
+
+    # The event contract's `initiator`: "fetch", "XMLHttpRequest", "script", "image", "font", "resource", or
+    # "fetch_or_xhr" when the request is the same for both (the console text then differs only in wording).
+    initiator: str
+    message_api: str  # Chromium's word in "Access to {message_api} at …"
+    dest: str  # Sec-Fetch-Dest
+    accept: str  # the Accept Chromium sends when the page sets none
+    extra: Headers = ()  # other headers the browser adds itself (EventSource: Pragma, Cache-Control)
+    # sendBeacon: no-cors (never CORS-checked) unless its body type needs a preflight.
+    cors_only_when_preflighted: bool = False
+
+
+FETCH_OR_XHR = PageApi("fetch_or_xhr", "fetch", "empty", "*/*")
+
+
+@dataclass(frozen=True, slots=True)
 class Leg:
     """One request the browser sent, what came back, and the engine's verdict on it."""
 
@@ -89,6 +107,8 @@ class Leg:
     response_headers: Headers
     redirected_from: str | None = None
     location: str | None = None  # the absolute URL a followed redirect pointed to
+    # Chromium's text had the page used XMLHttpRequest, when it differs (the page API is fetch or XHR).
+    browser_message_xhr: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +123,7 @@ class Exchange:
     notes: tuple[str, ...] = ()
     # What the server's own words say to change in its configuration (Starlette's refused-preflight body).
     server_hint: str | None = None
+    initiator: str | None = None  # PageApi.initiator; None when not known (a HAR)
 
     @property
     def deciding(self) -> Leg:
@@ -122,7 +143,23 @@ def normalize_method(method: str) -> str:
     return method.upper() if method.upper() in _NORMALIZED_METHODS else method
 
 
-def _with_credentialed_outcome(verdict: Verdict, request: Request, response: Response) -> Verdict:
+class _Page(NamedTuple):
+    """How the page sees a leg: its own origin (the wire may say `null`), its API, the URL it fetched."""
+
+    origin: str
+    api: PageApi
+    redirected_from: str | None
+
+
+def _message(reason: str | None, url: str, hint: str | None, page: _Page, api: str) -> str | None:
+    if reason is None:
+        return None
+    return chromium_message(
+        reason, url=url, origin=page.origin, hint=hint, initiator=api, redirected_from=page.redirected_from
+    )
+
+
+def _with_credentialed_outcome(verdict: Verdict, request: Request, response: Response, page: _Page) -> Verdict:
     """Attach what ``credentials: 'include'`` would change, so the report can say it when it matters."""
     # Only for an allowed leg: a leg already blocked needs its own fix first, a second reason would be noise.
     if verdict.credentials != "omit" or verdict.origin is None or verdict.verdict == "blocked":
@@ -130,59 +167,74 @@ def _with_credentialed_outcome(verdict: Verdict, request: Request, response: Res
     other = evaluate(dataclasses.replace(request, credentials="include"), response)
     if other.reason == verdict.reason:
         return verdict
-    outcome = Outcome(other.verdict, other.reason, other.browser_message, other.firefox_message, other.fix)
+    message = _message(other.reason, other.url, other.failed_parameter, page, page.api.message_api)
+    outcome = Outcome(other.verdict, other.reason, message, other.firefox_message, other.fix)
     return dataclasses.replace(verdict, if_credentialed=outcome)
 
 
-def _judge(request: Request, answer: Answer, kind: LegKind, patch: Patch | None) -> tuple[Verdict, Answer]:
+def _judge(
+    request: Request, answer: Answer, kind: LegKind, patch: Patch | None, page: _Page
+) -> tuple[Verdict, Answer, str | None]:
+    """The leg's verdict worded as the page's console shows it, the answer judged, and the XHR wording."""
     judged = dataclasses.replace(request, headers=answer.sent_headers or request.headers)
     if patch is not None:
         answer = patch(kind, judged, answer)
     response = Response(answer.status, answer.headers)
-    return _with_credentialed_outcome(evaluate(judged, response), judged, response), answer
+    verdict = _with_credentialed_outcome(evaluate(judged, response), judged, response, page)
+    # After a tainting redirect the wire says `Origin: null`, but Chromium's console names the page's origin;
+    # and the engine words every message for fetch().
+    message = _message(verdict.reason, verdict.url, verdict.failed_parameter, page, page.api.message_api)
+    if message != verdict.browser_message:
+        verdict = dataclasses.replace(verdict, browser_message=message)
+    xhr = None
+    if page.api.initiator == FETCH_OR_XHR.initiator:
+        xhr = _message(verdict.reason, verdict.url, verdict.failed_parameter, page, "XMLHttpRequest")
+    return verdict, answer, xhr if xhr != message else None
 
 
-def _as_page_sees_it(verdict: Verdict, page_origin: str, redirected_from: str | None) -> Verdict:
-    """After a tainting redirect the wire says ``Origin: null``, but Chromium's console names the page's origin."""
-    if verdict.origin == page_origin or verdict.reason is None:
-        return verdict
-    message = chromium_message(
-        verdict.reason,
-        url=verdict.url,
-        origin=page_origin,
-        hint=verdict.failed_parameter,
-        initiator="fetch",
-        redirected_from=redirected_from,
-    )
-    return dataclasses.replace(verdict, browser_message=message)
-
-
-def _sec_fetch(origin: str, url: str) -> Headers:
-    # Chromium's Fetch Metadata. "same-site" is approximated as "same scheme and host" (no public suffix list).
+def _site(origin: str, url: str) -> str:
+    # "same-site" is approximated as "same scheme and host" (no public suffix list).
     page, target = urlsplit(origin), urlsplit(url)
     if origin == serialize_origin(url):
-        site = "same-origin"
-    elif origin != "null" and (page.scheme, page.hostname) == (target.scheme, target.hostname):
-        site = "same-site"
-    else:
-        site = "cross-site"
-    return (("Sec-Fetch-Site", site), ("Sec-Fetch-Mode", "cors"), ("Sec-Fetch-Dest", "empty"))
+        return "same-origin"
+    if origin != "null" and (page.scheme, page.hostname) == (target.scheme, target.hostname):
+        return "same-site"
+    return "cross-site"
 
 
-def preflight_headers(origin: str, url: str, method: str, headers: Headers) -> Headers:
+def _sec_fetch(origin: str, url: str, api: PageApi, mode: str = "cors") -> Headers:
+    """Chromium's Fetch Metadata for a request of ``api`` from ``origin``."""
+    return (("Sec-Fetch-Site", _site(origin, url)), ("Sec-Fetch-Mode", mode), ("Sec-Fetch-Dest", api.dest))
+
+
+def preflight_headers(origin: str, url: str, method: str, headers: Headers, api: PageApi = FETCH_OR_XHR) -> Headers:
     """The preflight Chromium sends before ``fetch(url, {method, headers})`` from ``origin``."""
     names = cors_unsafe_request_header_names(headers)
     built: list[tuple[str, str]] = [("Accept", "*/*"), ("Origin", origin), ("Access-Control-Request-Method", method)]
     if names:
         built.append(("Access-Control-Request-Headers", ",".join(names)))
-    return (*built, *_sec_fetch(origin, url))
+    return (*built, *_sec_fetch(origin, url, api))
 
 
-def actual_headers(origin: str, url: str, headers: Headers) -> Headers:
-    """The actual request's headers: the page's own, ``Origin``, and the defaults Chromium adds."""
+def actual_headers(
+    origin: str,
+    url: str,
+    headers: Headers,
+    api: PageApi = FETCH_OR_XHR,
+    *,
+    credentials: bool = False,
+    mode: str = "cors",
+) -> Headers:
+    """The actual request's headers: the page's own, ``Origin``, and the ones Chromium adds for ``api``."""
     names = {name.lower() for name, _ in headers}
-    defaults: list[tuple[str, str]] = [] if "accept" in names else [("Accept", "*/*")]
-    return (*defaults, *headers, ("Origin", origin), *_sec_fetch(origin, url))
+    added: list[tuple[str, str]] = [pair for pair in api.extra if pair[0].lower() not in names]
+    if "accept" not in names:
+        added.insert(0, ("Accept", api.accept))
+    built = (*added, *headers, ("Origin", origin), *_sec_fetch(origin, url, api, mode))
+    if credentials and _site(origin, url) == "cross-site":
+        # Chromium 156 says a cross-site request's credentials mode is `include` with this (browser-facts-2.md).
+        built = (*built, ("Sec-Fetch-Storage-Access", "none"))
+    return built
 
 
 def run_exchange(
@@ -195,16 +247,19 @@ def run_exchange(
     credentials: bool = False,
     max_redirects: int = MAX_REDIRECTS,
     patch: Patch | None = None,
+    api: PageApi = FETCH_OR_XHR,
 ) -> Exchange:
     """Play one cross-origin ``fetch()`` against a server through ``send`` and judge each leg.
 
-    ``patch`` changes each answer before it is judged (and before its redirect is followed): the
-    exchange as it would go with a fix applied on the server.
+    ``api`` is the page API that makes the request (fetch or XMLHttpRequest, a script, an image...): it
+    decides the headers Chromium adds and the wording of its console message. ``patch`` changes each
+    answer before it is judged (and before its redirect is followed): the exchange as it would go with
+    a fix applied on the server.
 
     Raises :class:`CheckError` for what is not a CORS verdict (too many redirects, a redirect to a
     non-HTTP URL); ``send`` raises it for network errors.
     """
-    mode: Literal["include", "omit"] = "include" if credentials else "omit"
+    credentials_mode: Literal["include", "omit"] = "include" if credentials else "omit"
     legs: list[Leg] = []
     notes: list[str] = []
     server_hint: str | None = None
@@ -213,23 +268,29 @@ def run_exchange(
     for hop in range(max_redirects + 1):
         sent_origin = "null" if tainted else origin
         redirected_from = url if hop else None
+        page = _Page(origin, api, redirected_from)
         cross_origin = sent_origin != serialize_origin(current_url)
-        if cross_origin and needs_preflight(current_method, current_headers):
-            request_headers = preflight_headers(sent_origin, current_url, current_method, current_headers)
+        preflighted = needs_preflight(current_method, current_headers)
+        mode = "no-cors" if api.cors_only_when_preflighted and not preflighted else "cors"
+        if cross_origin and preflighted:
+            request_headers = preflight_headers(sent_origin, current_url, current_method, current_headers, api)
             answer = send("OPTIONS", current_url, request_headers, False)
             request = Request(
                 "OPTIONS",
                 current_url,
                 request_headers,
                 preflight=True,
-                credentials=mode,
+                credentials=credentials_mode,
+                initiator=_engine_initiator(api),
                 redirected_from=redirected_from,
             )
-            verdict, answer = _judge(request, answer, "preflight", patch)
-            verdict = _as_page_sees_it(verdict, origin, redirected_from)
+            verdict, answer, xhr = _judge(request, answer, "preflight", patch, page)
             legs.append(
-                Leg("preflight", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from)
-            )
+                Leg(
+                    "preflight", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from,
+                    browser_message_xhr=xhr,
+                )
+            )  # fmt: skip
             if verdict.verdict == "blocked":
                 refused = _starlette_refusal(answer, sent_origin, current_method, current_headers, credentials)
                 if refused is not None:
@@ -238,19 +299,28 @@ def run_exchange(
                     # The generic "answer with 2xx" fix is true but useless against Starlette: name the option.
                     legs[-1] = dataclasses.replace(legs[-1], verdict=dataclasses.replace(verdict, fix=server_hint))
                 break
-        request_headers = actual_headers(sent_origin, current_url, current_headers)
+        request_headers = actual_headers(
+            sent_origin, current_url, current_headers, api, credentials=credentials, mode=mode
+        )
         answer = send(current_method, current_url, request_headers, credentials)
         request = Request(
-            current_method, current_url, request_headers, credentials=mode, redirected_from=redirected_from
+            current_method,
+            current_url,
+            request_headers,
+            credentials=credentials_mode,
+            initiator=_engine_initiator(api),
+            redirected_from=redirected_from,
         )
-        verdict, answer = _judge(request, answer, "actual", patch)
-        verdict = _as_page_sees_it(verdict, origin, redirected_from)
+        verdict, answer, xhr = _judge(request, answer, "actual", patch, page)
         raw_location = _location(answer) if answer.status in _REDIRECT_STATUSES else None
         location = resolve_location(current_url, raw_location) if raw_location is not None else None
         follow = location if verdict.verdict == "allowed" else None
         legs.append(
-            Leg("actual", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from, follow)
-        )
+            Leg(
+                "actual", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from, follow,
+                xhr,
+            )
+        )  # fmt: skip
         if follow is None:
             break
         if hop == max_redirects:
@@ -269,7 +339,14 @@ def run_exchange(
                 notes.append(f"After the cross-origin redirect to {follow} the browser sends `Origin: null`.")
             current_headers = _drop_on_cross_origin_hop(current_headers, current_url, follow, notes)
         current_url = follow
-    return Exchange(url, origin, normalize_method(method), credentials, tuple(legs), tuple(notes), server_hint)
+    return Exchange(
+        url, origin, normalize_method(method), credentials, tuple(legs), tuple(notes), server_hint, api.initiator
+    )
+
+
+def _engine_initiator(api: PageApi) -> Literal["fetch", "XMLHttpRequest"]:
+    # The engine words messages for these two; `_judge` rewords them for the other page APIs.
+    return "XMLHttpRequest" if api.initiator == "XMLHttpRequest" else "fetch"
 
 
 # Starlette's CORSMiddleware answers a refused preflight 400 "Disallowed CORS <what>, <what>".

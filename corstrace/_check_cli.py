@@ -13,13 +13,41 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from corstrace import __version__, _output
-from corstrace._check import DEFAULT_TIMEOUT, CheckError, Exchange, Patch, Send, normalize_method, run_exchange
+from corstrace._check import (
+    DEFAULT_TIMEOUT,
+    FETCH_OR_XHR,
+    CheckError,
+    Exchange,
+    PageApi,
+    Patch,
+    Send,
+    normalize_method,
+    run_exchange,
+)
 from corstrace._header_fix import Recorder, header_fix
 from corstrace.engine import Headers, serialize_origin
 
 _TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Headers a page cannot set and `check` computes itself; accepting them from --header would fake the exchange.
 _COMPUTED_HEADERS = frozenset({"origin", "access-control-request-method", "access-control-request-headers"})
+
+# --initiator: the page API, as Chromium 156 sends its request (tests/test_cli_browser.py compares them).
+_IMAGE_ACCEPT = "image/jxl,image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+PAGE_APIS: dict[str, PageApi] = {
+    "fetch": PageApi("fetch", "fetch", "empty", "*/*"),
+    "xhr": PageApi("XMLHttpRequest", "XMLHttpRequest", "empty", "*/*"),
+    "script": PageApi("script", "script", "script", "*/*"),  # <script crossorigin>
+    "image": PageApi("image", "image", "image", _IMAGE_ACCEPT),  # <img crossorigin>
+    "font": PageApi("font", "font", "font", "*/*"),  # @font-face: always CORS
+    "eventsource": PageApi(
+        "resource", "resource", "empty", "text/event-stream", (("Pragma", "no-cache"), ("Cache-Control", "no-cache"))
+    ),
+    # navigator.sendBeacon: no-cors for a string body (text/plain), CORS with a preflight for e.g. a JSON Blob.
+    "beacon": PageApi("resource", "resource", "empty", "*/*", cors_only_when_preflighted=True),
+}
+# Page APIs that send a plain GET and let the page set no header (the element or API decides everything).
+_GET_ONLY = {"script": "a <script>", "image": "an <img>", "font": "a font (@font-face)", "eventsource": "EventSource"}
+_BEACON_BODY_TYPE = ("Content-Type", "text/plain;charset=UTF-8")  # sendBeacon(url, "a string")
 
 
 def parse_url(text: str) -> str:
@@ -133,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--origin", type=parse_origin, required=True, help="the page's origin, e.g. http://localhost:3000"
     )
     parser.add_argument(
-        "--method", "-X", type=parse_method, default="GET", help="the fetch() method (default: %(default)s)"
+        "--method", "-X", type=parse_method, default=None, help="the fetch() method (default: GET; POST for a beacon)"
     )
     parser.add_argument(
         "--header",
@@ -155,6 +183,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_TIMEOUT,
         help="seconds the whole exchange may take, every leg and redirect included (default: %(default)g)",
     )
+    parser.add_argument(
+        "--initiator",
+        choices=list(PAGE_APIS),
+        default=None,
+        help=(
+            "the page API that makes the request, for the headers Chromium adds and the wording of its console "
+            "message: fetch, xhr (XMLHttpRequest, axios), script/image (with the crossorigin attribute), font, "
+            "eventsource, beacon (navigator.sendBeacon). Default: fetch or xhr, which send the same request "
+            "(both messages are shown)"
+        ),
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object (the log events' field names)")
 
 
@@ -167,8 +206,11 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    headers: Headers = tuple(args.header)
-    credentials = bool(args.credentials) or any(name.lower() == "cookie" for name, _ in headers)
+    try:
+        api, method, headers, credentials = _request_of(args)
+    except ValueError as exc:
+        print(f"corstrace check: {exc}", file=err)
+        return 2
     own_agent = any(name.lower() == "user-agent" for name, _ in headers)
     deadline = _wire.Deadline(args.timeout)
 
@@ -177,10 +219,11 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
             send,
             args.url,
             origin=args.origin,
-            method=args.method,
+            method=method,
             headers=headers,
             credentials=credentials,
             patch=patch,
+            api=api,
         )
 
     try:
@@ -196,6 +239,41 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
     else:
         print(_output.render_exchange(exchange, colour=_output.colour_for(out), fix=fix), file=out)
     return 0 if exchange.allowed else 1
+
+
+def _request_of(args: argparse.Namespace) -> tuple[PageApi, str, Headers, bool]:
+    """The page API, method, headers and credentials the arguments describe; ValueError for what that API
+    cannot send (a <script> with a PUT is no exchange a browser makes)."""
+    name = args.initiator
+    api = FETCH_OR_XHR if name is None else PAGE_APIS[name]
+    headers: Headers = tuple(args.header)
+    method = args.method or ("POST" if name == "beacon" else "GET")
+    credentials = bool(args.credentials) or any(key.lower() == "cookie" for key, _ in headers)
+    set_by_page = [key for key, _ in headers if key.lower() not in ("cookie", "user-agent")]
+    if name in _GET_ONLY:
+        what = _GET_ONLY[name]
+        if method != "GET":
+            raise ValueError(f"--initiator {name}: {what} sends only GET, not {method}")
+        if set_by_page:
+            raise ValueError(f"--initiator {name}: {what} cannot set request headers ({', '.join(set_by_page)})")
+    if name == "font" and credentials:
+        raise ValueError(
+            "--initiator font: fonts are always fetched without credentials (credentials mode same-origin): "
+            "drop --credentials and the Cookie header"
+        )
+    if name == "beacon":
+        if method != "POST":
+            raise ValueError(f"--initiator beacon: navigator.sendBeacon() sends only POST, not {method}")
+        others = [key for key in set_by_page if key.lower() != "content-type"]
+        if others:
+            raise ValueError(
+                f"--initiator beacon: sendBeacon() can set only Content-Type (a Blob body's type), not "
+                f"{', '.join(others)}"
+            )
+        if not any(key.lower() == "content-type" for key, _ in headers):
+            headers = (*headers, _BEACON_BODY_TYPE)
+        credentials = True  # a beacon always includes credentials
+    return api, method, headers, credentials
 
 
 def _user_agent() -> str:

@@ -37,6 +37,7 @@ ItemState = Literal["allowed", "blocked", "unjudged"]
 # classic scripts, navigations) are not CORS and are only counted.
 _CORS_RESOURCE_TYPES = frozenset({"fetch", "xhr", "xmlhttprequest", "preflight", "font", "eventsource"})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_XHR_RESOURCE_TYPES = frozenset({"xhr", "xmlhttprequest"})  # Chrome's and Firefox's names
 # Chromium's error for a CORS failure; any other net:: error is a network failure, not a CORS verdict.
 _CORS_NET_ERROR = "net::ERR_FAILED"
 _TAB_NEWLINE = str.maketrans("", "", "\t\n\r")  # the URL parser removes these wherever they are
@@ -338,6 +339,7 @@ def _leg(entry: _Entry, origin: str, redirected_from: str | None) -> Leg:
         headers,
         preflight=entry.is_preflight,
         credentials=credentials,
+        initiator="XMLHttpRequest" if entry.resource_type in _XHR_RESOURCE_TYPES else "fetch",
         redirected_from=redirected_from,
     )
     verdict = evaluate(request, Response(entry.status, entry.response_headers))

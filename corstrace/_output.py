@@ -122,10 +122,22 @@ def _exchange_urls(exchange: Exchange) -> list[str | None]:
 _TEXT_FIELDS = ("browser_message", "firefox_message", "explanation", "fix")
 
 
-def leg_fields(leg: Leg, scrub: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+def _initiator(leg: Leg, initiator: str | None) -> tuple[str | None, str | None]:
+    """The leg's ``initiator`` and ``browser_message_xhr``: the page API ``check`` played, else the engine's view.
+
+    The engine adds both to its verdicts (read with getattr: older engines have neither).
+    """
+    if initiator is None:
+        return getattr(leg.verdict, "initiator", None), getattr(leg.verdict, "browser_message_xhr", None)
+    return initiator, leg.browser_message_xhr
+
+
+def leg_fields(leg: Leg, scrub: list[tuple[str, str]] | None = None, initiator: str | None = None) -> dict[str, Any]:
     """One leg as the log events describe it: the verdict's fields plus status, URL and (redacted) headers."""
     pairs = _scrubber([leg.verdict.url, leg.redirected_from, leg.location]) if scrub is None else scrub
     fields = leg.verdict.as_dict()
+    fields["initiator"], xhr = _initiator(leg, initiator)
+    fields["browser_message_xhr"] = _scrub(xhr, pairs)
     for key in _TEXT_FIELDS:
         fields[key] = _scrub(fields[key], pairs)
     credentialed = fields.get("if_credentialed")
@@ -156,8 +168,8 @@ def exchange_fields(exchange: Exchange, fix: HeaderFix | None = None) -> dict[st
     engine's fix for each single leg stays in ``legs``.
     """
     pairs = _scrubber(_exchange_urls(exchange))
-    fields = leg_fields(exchange.deciding, pairs)
-    fields["legs"] = [leg_fields(leg, pairs) for leg in exchange.legs]
+    fields = leg_fields(exchange.deciding, pairs, exchange.initiator)
+    fields["legs"] = [leg_fields(leg, pairs, exchange.initiator) for leg in exchange.legs]
     fields["notes"] = [_scrub(note, pairs) for note in exchange.notes]
     fields.update(fix_verified=None, fix_code=None, fix_legs=[])
     if exchange.allowed:
@@ -329,7 +341,11 @@ def render_exchange(
         lines.append(_paint(f"note: {_scrub(note, pairs)}", "yellow", colour=colour))
     if exchange.notes:
         lines.append("")
-    if deciding.browser_message:
+    _, xhr = _initiator(exchange.deciding, exchange.initiator)
+    if deciding.browser_message and xhr:
+        lines += _section("Browser console (Chromium, fetch()):", _scrub(deciding.browser_message, pairs), colour)
+        lines += _section("Browser console (Chromium, XMLHttpRequest / axios):", _scrub(xhr, pairs), colour)
+    elif deciding.browser_message:
         lines += _section("Browser console (Chromium):", _scrub(deciding.browser_message, pairs), colour)
     if deciding.firefox_message:
         lines += _section("Firefox:", _scrub(deciding.firefox_message, pairs), colour)

@@ -546,3 +546,111 @@ def test_undecodable_argv_bytes_are_sent_as_those_bytes(capsys: pytest.CaptureFi
     code, _, err = _check_cli(capsys, base + "/pf-star", "--origin", ORIGIN, "-H", "X-Raw: a\udce9")
     assert (code, err) == (0, "")
     assert _received("/pf-star")[-1][2]["x-raw"].encode("latin-1") == b"a\xe9"
+
+
+# --initiator: what the browser puts on the wire for each page API (observed in Chromium 156; compared with the
+# real browser in tests/test_cli_browser.py).
+INITIATOR_WIRE = [
+    ("fetch", "GET", {"sec-fetch-dest": "empty", "sec-fetch-mode": "cors", "accept": "*/*"}),
+    ("xhr", "GET", {"sec-fetch-dest": "empty", "sec-fetch-mode": "cors", "accept": "*/*"}),
+    ("script", "GET", {"sec-fetch-dest": "script", "sec-fetch-mode": "cors", "accept": "*/*"}),
+    (
+        "image",
+        "GET",
+        {
+            "sec-fetch-dest": "image",
+            "sec-fetch-mode": "cors",
+            "accept": "image/jxl,image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
+        },
+    ),
+    ("font", "GET", {"sec-fetch-dest": "font", "sec-fetch-mode": "cors", "accept": "*/*"}),
+    (
+        "eventsource",
+        "GET",
+        {
+            "sec-fetch-dest": "empty",
+            "sec-fetch-mode": "cors",
+            "accept": "text/event-stream",
+            "cache-control": "no-cache",
+        },
+    ),
+    ("beacon", "POST", {"sec-fetch-dest": "empty", "sec-fetch-mode": "no-cors", "accept": "*/*"}),
+]
+
+
+@pytest.mark.parametrize(("initiator", "method", "expected"), INITIATOR_WIRE, ids=[row[0] for row in INITIATOR_WIRE])
+def test_initiator_sends_what_the_browser_sends(
+    capsys: pytest.CaptureFixture[str], base: str, initiator: str, method: str, expected: dict[str, str]
+) -> None:
+    """`--initiator` sets Sec-Fetch-Dest, Sec-Fetch-Mode, Accept (and EventSource's Cache-Control) as Chromium does."""
+    _check_cli(capsys, base + "/allowed", "--origin", ORIGIN, "--initiator", initiator)
+    sent_method, _, headers = _received("/allowed")[-1]
+    assert sent_method == method
+    assert {name: headers.get(name) for name in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("initiator", "prefix"),
+    [
+        ("xhr", "XMLHttpRequest"),
+        ("script", "script"),
+        ("image", "image"),
+        ("font", "font"),
+        ("eventsource", "resource"),
+    ],
+)
+def test_initiator_names_the_api_in_chromiums_message(
+    capsys: pytest.CaptureFixture[str], base: str, initiator: str, prefix: str
+) -> None:
+    """Chromium's message starts `Access to XMLHttpRequest at`, `Access to script at`…; `initiator` says which."""
+    _, data = _json(capsys, base + "/missing", "--origin", ORIGIN, "--initiator", initiator)
+    assert data["browser_message"].startswith(f"Access to {prefix} at '{base}/missing'")
+    assert (data["initiator"], data["browser_message_xhr"]) == (
+        {"xhr": "XMLHttpRequest", "eventsource": "resource"}.get(initiator, initiator),
+        None,
+    )
+
+
+def test_default_initiator_is_fetch_or_xhr_with_both_messages(capsys: pytest.CaptureFixture[str], base: str) -> None:
+    """Without --initiator the request is the same for fetch() and XMLHttpRequest: both console texts are given."""
+    _, data = _json(capsys, base + "/no-acac", "--origin", ORIGIN, "--credentials")
+    assert data["initiator"] == "fetch_or_xhr"
+    assert data["browser_message"].startswith("Access to fetch at")
+    assert data["browser_message_xhr"].startswith("Access to XMLHttpRequest at")
+    assert data["browser_message_xhr"].endswith("controlled by the withCredentials attribute.")
+
+
+def test_xhr_only_message_is_printed_labelled(capsys: pytest.CaptureFixture[str], base: str) -> None:
+    """The text report shows the XMLHttpRequest wording too, labelled, when it differs."""
+    _, out, _ = _check_cli(capsys, base + "/mismatch", "--origin", ORIGIN)
+    assert "Browser console (Chromium, fetch()):" in out
+    assert "Browser console (Chromium, XMLHttpRequest / axios):" in out
+
+
+def test_credentialed_cross_site_request_carries_sec_fetch_storage_access(
+    capsys: pytest.CaptureFixture[str], base: str
+) -> None:
+    """Chromium 156 sends `Sec-Fetch-Storage-Access: none` on a cross-site request with credentials: 'include'."""
+    _check_cli(capsys, base + "/credentialed", "--origin", ORIGIN, "--credentials")
+    assert _received("/credentialed")[-1][2].get("sec-fetch-storage-access") == "none"
+    _check_cli(capsys, base + "/credentialed", "--origin", ORIGIN)
+    assert "sec-fetch-storage-access" not in _received("/credentialed")[-1][2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--initiator", "script", "-X", "PUT"], "a <script> sends only GET"),
+        (["--initiator", "image", "-H", "X-A: 1"], "an <img> cannot set request headers"),
+        (["--initiator", "font", "--credentials"], "fonts are always fetched without credentials"),
+        (["--initiator", "beacon", "-H", "X-A: 1"], "sendBeacon() can set only Content-Type"),
+        (["--initiator", "telnet"], "invalid choice"),
+    ],
+)
+def test_initiator_refuses_what_that_api_cannot_send(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """A method or header the chosen page API cannot send is a usage error, not a fake exchange."""
+    code, out, err = _check_cli(capsys, "http://a.test/x", "--origin", ORIGIN, *args)
+    assert (code, out) == (2, "")
+    assert message in err
