@@ -222,6 +222,7 @@ def visible_lines(text: str) -> str:
     return "\n".join(visible(line) for line in text.split("\n"))
 
 
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SENT_NOTES = {
     "exchange": "",
     "replay": " (sent by check to verify the fix; the browser stops before it)",
@@ -250,7 +251,8 @@ def fix_lines(fix: HeaderFix, exchange: Exchange, *, colour: bool) -> list[str]:
             what += " and send:" if change.set_headers else ""
         else:
             what = "send:"
-        lines.append(visible(f"  {index}. {change.kind:<9} {_target(change)}{_SENT_NOTES[change.sent]}: {what}"))
+        kind = "redirect" if change.kind == "actual" and change.status in _REDIRECTS else change.kind
+        lines.append(visible(f"  {index}. {kind:<9} {_target(change)}{_SENT_NOTES[change.sent]}: {what}"))
         lines += [visible(f"       {name}: {value}") for name, value in change.set_headers]
         lines += [visible(f"       and no {name} header") for name in change.remove_headers]
     if fix.verified:
@@ -316,6 +318,13 @@ def _section(title: str, body: str | None, colour: bool) -> list[str]:
     return [_label(title, colour), *(f"  {visible(line)}" for line in (body or "").splitlines())]
 
 
+def _worded_differently(fetch_text: str, xhr_text: str | None) -> bool:
+    """Whether XMLHttpRequest's console text says more than fetch's with its first words changed."""
+    if not xhr_text:
+        return False
+    return xhr_text.replace("Access to XMLHttpRequest at ", "Access to fetch at ", 1) != fetch_text
+
+
 def render_exchange(
     exchange: Exchange, *, colour: bool, headline: str | None = None, fix: HeaderFix | None = None
 ) -> str:
@@ -342,7 +351,7 @@ def render_exchange(
     if exchange.notes:
         lines.append("")
     _, xhr = _initiator(exchange.deciding, exchange.initiator)
-    if deciding.browser_message and xhr:
+    if deciding.browser_message and _worded_differently(deciding.browser_message, xhr):
         lines += _section("Browser console (Chromium, fetch()):", _scrub(deciding.browser_message, pairs), colour)
         lines += _section("Browser console (Chromium, XMLHttpRequest / axios):", _scrub(xhr, pairs), colour)
     elif deciding.browser_message:

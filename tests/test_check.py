@@ -627,6 +627,16 @@ def test_xhr_only_message_is_printed_labelled(capsys: pytest.CaptureFixture[str]
     assert "Browser console (Chromium, XMLHttpRequest / axios):" in out
 
 
+def test_xhr_message_that_differs_only_in_its_api_word_is_not_repeated(
+    capsys: pytest.CaptureFixture[str], base: str
+) -> None:
+    """`Access to XMLHttpRequest at` with the same rest: one message in the text, the exact XHR text in the JSON."""
+    _, out, _ = _check_cli(capsys, base + "/missing", "--origin", ORIGIN)
+    assert "Browser console (Chromium):" in out and "XMLHttpRequest" not in out
+    _, data = _json(capsys, base + "/missing", "--origin", ORIGIN)
+    assert data["browser_message_xhr"] == data["browser_message"].replace("fetch", "XMLHttpRequest", 1)
+
+
 def test_credentialed_cross_site_request_carries_sec_fetch_storage_access(
     capsys: pytest.CaptureFixture[str], base: str
 ) -> None:
