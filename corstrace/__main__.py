@@ -77,7 +77,8 @@ def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         description=(
             "Send what Chromium sends for fetch(URL) from a page at ORIGIN: the preflight when one is needed, "
             "then the actual request, following redirects hop by hop. Prints the verdict, the browser's console "
-            "message, why, and the fix. Exit code: 0 allowed, 1 blocked, 2 usage or network error."
+            "message, why, and the fix: the headers every leg's response must carry, verified by replaying the "
+            "exchange. Exit code: 0 allowed, 1 blocked, 2 usage or network error (or the --timeout deadline)."
         ),
     )
     add_arguments(check)
