@@ -6,16 +6,22 @@ Subcommands:
 - ``check``: send what Chromium sends for one cross-origin request to any server, and judge it.
 - ``explain``: explain every cross-origin request in a HAR file exported from DevTools.
 
-Exit codes: 0 allowed, 1 blocked (``check``/``explain``), 2 usage, network or file errors.
+Exit codes: 0 allowed, 1 blocked (``check``/``explain``), 2 usage, network or file errors, and 141
+(128 + SIGPIPE, what a shell reports for ``yes | head -1``) when the reader of the output went away.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from corstrace._version import __version__
+
+# A closed pipe ends a command-line tool with SIGPIPE; Python ignores the signal, so say it with the status.
+BROKEN_PIPE_EXIT = 128 + getattr(signal, "SIGPIPE", 13)
 
 
 def _port(text: str) -> int:
@@ -57,13 +63,13 @@ def _add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from corstrace._check import run
+    from corstrace._check_cli import run
 
     return run(args)
 
 
 def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from corstrace._check import add_arguments
+    from corstrace._check_cli import add_arguments
 
     check = commands.add_parser(
         "check",
@@ -71,7 +77,8 @@ def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         description=(
             "Send what Chromium sends for fetch(URL) from a page at ORIGIN: the preflight when one is needed, "
             "then the actual request, following redirects hop by hop. Prints the verdict, the browser's console "
-            "message, why, and the fix. Exit code: 0 allowed, 1 blocked, 2 usage or network error."
+            "message, why, and the fix: the headers every leg's response must carry, verified by replaying the "
+            "exchange. Exit code: 0 allowed, 1 blocked, 2 usage or network error (or the --timeout deadline)."
         ),
     )
     add_arguments(check)
@@ -122,8 +129,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --version, --help and usage errors: keep main() returning a code
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     handler = args.handler
-    code: int = handler(args)
+    try:
+        code: int = handler(args)
+        # Flushed here, inside the guard: a pipe closed after the last print fails on this flush.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE_EXIT
     return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (captured, replaced): nothing left to flush
+        pass
 
 
 if __name__ == "__main__":

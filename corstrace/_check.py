@@ -13,15 +13,10 @@ network while the test helpers drive an in-process ASGI app or a test client, wi
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import errno
-import socket
-import ssl
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, TextIO
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from corstrace._fetch import resolve_location
@@ -50,9 +45,6 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _NORMALIZED_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"})
 # Dropped when a redirect turns the request into a GET (Fetch "request-body-header name").
 _BODY_HEADERS = frozenset({"content-encoding", "content-language", "content-location", "content-type"})
-# Headers a page cannot set and `check` computes itself; accepting them from --header would fake the exchange.
-_COMPUTED_HEADERS = frozenset({"origin", "access-control-request-method", "access-control-request-headers"})
-_TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 class CheckError(Exception):
@@ -82,6 +74,26 @@ def answer_from(response: Any, request: Any) -> Answer:
 # send(method, url, headers, with_cookies) -> Answer. `with_cookies` is False for preflights and
 # non-credentialed requests: the browser sends no cookies then, whatever the client's jar holds.
 Send = Callable[[str, str, Headers, bool], Answer]
+# patch(kind, request as judged, answer) -> the answer to judge instead: a replay with a proposed fix applied.
+Patch = Callable[[LegKind, Request, Answer], Answer]
+
+
+@dataclass(frozen=True, slots=True)
+class PageApi:
+    """The page API that makes the request: what Chromium puts on the wire for it, and names in its message."""
+
+    # The event contract's `initiator`: "fetch", "XMLHttpRequest", "script", "image", "font", "resource", or
+    # "fetch_or_xhr" when the request is the same for both (the console text then differs only in wording).
+    initiator: str
+    message_api: str  # Chromium's word in "Access to {message_api} at …"
+    dest: str  # Sec-Fetch-Dest
+    accept: str  # the Accept Chromium sends when the page sets none
+    extra: Headers = ()  # other headers the browser adds itself (EventSource: Pragma, Cache-Control)
+    # sendBeacon: no-cors (never CORS-checked) unless its body type needs a preflight.
+    cors_only_when_preflighted: bool = False
+
+
+FETCH_OR_XHR = PageApi("fetch_or_xhr", "fetch", "empty", "*/*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,8 @@ class Leg:
     response_headers: Headers
     redirected_from: str | None = None
     location: str | None = None  # the absolute URL a followed redirect pointed to
+    # Chromium's text had the page used XMLHttpRequest, when it differs (the page API is fetch or XHR).
+    browser_message_xhr: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +122,9 @@ class Exchange:
     credentials: bool
     legs: tuple[Leg, ...]
     notes: tuple[str, ...] = ()
+    # What the server's own words say to change in its configuration (Starlette's refused-preflight body).
+    server_hint: str | None = None
+    initiator: str | None = None  # PageApi.initiator; None when not known (a HAR)
 
     @property
     def deciding(self) -> Leg:
@@ -127,7 +144,23 @@ def normalize_method(method: str) -> str:
     return method.upper() if method.upper() in _NORMALIZED_METHODS else method
 
 
-def _with_credentialed_outcome(verdict: Verdict, request: Request, response: Response) -> Verdict:
+class _Page(NamedTuple):
+    """How the page sees a leg: its own origin (the wire may say `null`), its API, the URL it fetched."""
+
+    origin: str
+    api: PageApi
+    redirected_from: str | None
+
+
+def _message(reason: str | None, url: str, hint: str | None, page: _Page, api: str) -> str | None:
+    if reason is None:
+        return None
+    return chromium_message(
+        reason, url=url, origin=page.origin, hint=hint, initiator=api, redirected_from=page.redirected_from
+    )
+
+
+def _with_credentialed_outcome(verdict: Verdict, request: Request, response: Response, page: _Page) -> Verdict:
     """Attach what ``credentials: 'include'`` would change, so the report can say it when it matters."""
     # Only for an allowed leg: a leg already blocked needs its own fix first, a second reason would be noise.
     if verdict.credentials != "omit" or verdict.origin is None or verdict.verdict == "blocked":
@@ -135,57 +168,74 @@ def _with_credentialed_outcome(verdict: Verdict, request: Request, response: Res
     other = evaluate(dataclasses.replace(request, credentials="include"), response)
     if other.reason == verdict.reason:
         return verdict
-    outcome = Outcome(other.verdict, other.reason, other.browser_message, other.firefox_message, other.fix)
+    message = _message(other.reason, other.url, other.failed_parameter, page, page.api.message_api)
+    outcome = Outcome(other.verdict, other.reason, message, other.firefox_message, other.fix)
     return dataclasses.replace(verdict, if_credentialed=outcome)
 
 
-def _judge(request: Request, answer: Answer) -> Verdict:
-    response = Response(answer.status, answer.headers)
+def _judge(
+    request: Request, answer: Answer, kind: LegKind, patch: Patch | None, page: _Page
+) -> tuple[Verdict, Answer, str | None]:
+    """The leg's verdict worded as the page's console shows it, the answer judged, and the XHR wording."""
     judged = dataclasses.replace(request, headers=answer.sent_headers or request.headers)
-    return _with_credentialed_outcome(evaluate(judged, response), judged, response)
+    if patch is not None:
+        answer = patch(kind, judged, answer)
+    response = Response(answer.status, answer.headers)
+    verdict = _with_credentialed_outcome(evaluate(judged, response), judged, response, page)
+    # After a tainting redirect the wire says `Origin: null`, but Chromium's console names the page's origin;
+    # and the engine words every message for fetch().
+    message = _message(verdict.reason, verdict.url, verdict.failed_parameter, page, page.api.message_api)
+    if message != verdict.browser_message:
+        verdict = dataclasses.replace(verdict, browser_message=message)
+    xhr = None
+    if page.api.initiator == FETCH_OR_XHR.initiator:
+        xhr = _message(verdict.reason, verdict.url, verdict.failed_parameter, page, "XMLHttpRequest")
+    return verdict, answer, xhr if xhr != message else None
 
 
-def _as_page_sees_it(verdict: Verdict, page_origin: str, redirected_from: str | None) -> Verdict:
-    """After a tainting redirect the wire says ``Origin: null``, but Chromium's console names the page's origin."""
-    if verdict.origin == page_origin or verdict.reason is None:
-        return verdict
-    message = chromium_message(
-        verdict.reason,
-        url=verdict.url,
-        origin=page_origin,
-        hint=verdict.failed_parameter,
-        initiator="fetch",
-        redirected_from=redirected_from,
-    )
-    return dataclasses.replace(verdict, browser_message=message)
-
-
-def _sec_fetch(origin: str, url: str) -> Headers:
-    # Chromium's Fetch Metadata. "same-site" is approximated as "same scheme and host" (no public suffix list).
+def _site(origin: str, url: str) -> str:
+    # "same-site" is approximated as "same scheme and host" (no public suffix list).
     page, target = urlsplit(origin), urlsplit(url)
     if origin == serialize_origin(url):
-        site = "same-origin"
-    elif origin != "null" and (page.scheme, page.hostname) == (target.scheme, target.hostname):
-        site = "same-site"
-    else:
-        site = "cross-site"
-    return (("Sec-Fetch-Site", site), ("Sec-Fetch-Mode", "cors"), ("Sec-Fetch-Dest", "empty"))
+        return "same-origin"
+    if origin != "null" and (page.scheme, page.hostname) == (target.scheme, target.hostname):
+        return "same-site"
+    return "cross-site"
 
 
-def preflight_headers(origin: str, url: str, method: str, headers: Headers) -> Headers:
+def _sec_fetch(origin: str, url: str, api: PageApi, mode: str = "cors") -> Headers:
+    """Chromium's Fetch Metadata for a request of ``api`` from ``origin``."""
+    return (("Sec-Fetch-Site", _site(origin, url)), ("Sec-Fetch-Mode", mode), ("Sec-Fetch-Dest", api.dest))
+
+
+def preflight_headers(origin: str, url: str, method: str, headers: Headers, api: PageApi = FETCH_OR_XHR) -> Headers:
     """The preflight Chromium sends before ``fetch(url, {method, headers})`` from ``origin``."""
     names = cors_unsafe_request_header_names(headers)
     built: list[tuple[str, str]] = [("Accept", "*/*"), ("Origin", origin), ("Access-Control-Request-Method", method)]
     if names:
         built.append(("Access-Control-Request-Headers", ",".join(names)))
-    return (*built, *_sec_fetch(origin, url))
+    return (*built, *_sec_fetch(origin, url, api))
 
 
-def actual_headers(origin: str, url: str, headers: Headers) -> Headers:
-    """The actual request's headers: the page's own, ``Origin``, and the defaults Chromium adds."""
+def actual_headers(
+    origin: str,
+    url: str,
+    headers: Headers,
+    api: PageApi = FETCH_OR_XHR,
+    *,
+    credentials: bool = False,
+    mode: str = "cors",
+) -> Headers:
+    """The actual request's headers: the page's own, ``Origin``, and the ones Chromium adds for ``api``."""
     names = {name.lower() for name, _ in headers}
-    defaults: list[tuple[str, str]] = [] if "accept" in names else [("Accept", "*/*")]
-    return (*defaults, *headers, ("Origin", origin), *_sec_fetch(origin, url))
+    added: list[tuple[str, str]] = [pair for pair in api.extra if pair[0].lower() not in names]
+    if "accept" not in names:
+        added.insert(0, ("Accept", api.accept))
+    built = (*added, *headers, ("Origin", origin), *_sec_fetch(origin, url, api, mode))
+    if credentials and _site(origin, url) == "cross-site":
+        # Chromium 156 says a cross-site request's credentials mode is `include` with this (browser-facts-2.md).
+        built = (*built, ("Sec-Fetch-Storage-Access", "none"))
+    return built
 
 
 def run_exchange(
@@ -197,56 +247,81 @@ def run_exchange(
     headers: Headers = (),
     credentials: bool = False,
     max_redirects: int = MAX_REDIRECTS,
+    patch: Patch | None = None,
+    api: PageApi = FETCH_OR_XHR,
 ) -> Exchange:
     """Play one cross-origin ``fetch()`` against a server through ``send`` and judge each leg.
+
+    ``api`` is the page API that makes the request (fetch or XMLHttpRequest, a script, an image...): it
+    decides the headers Chromium adds and the wording of its console message. ``patch`` changes each
+    answer before it is judged (and before its redirect is followed): the exchange as it would go with
+    a fix applied on the server.
 
     Raises :class:`CheckError` for what is not a CORS verdict (too many redirects, a redirect to a
     non-HTTP URL); ``send`` raises it for network errors.
     """
-    mode: Literal["include", "omit"] = "include" if credentials else "omit"
+    credentials_mode: Literal["include", "omit"] = "include" if credentials else "omit"
     legs: list[Leg] = []
     notes: list[str] = []
+    server_hint: str | None = None
     current_url, current_method, current_headers = url, normalize_method(method), tuple(headers)
     tainted = False
     for hop in range(max_redirects + 1):
         sent_origin = "null" if tainted else origin
         redirected_from = url if hop else None
+        page = _Page(origin, api, redirected_from)
         cross_origin = sent_origin != serialize_origin(current_url)
-        if cross_origin and needs_preflight(current_method, current_headers):
-            request_headers = preflight_headers(sent_origin, current_url, current_method, current_headers)
+        preflighted = needs_preflight(current_method, current_headers)
+        mode = "no-cors" if api.cors_only_when_preflighted and not preflighted else "cors"
+        if cross_origin and preflighted:
+            request_headers = preflight_headers(sent_origin, current_url, current_method, current_headers, api)
             answer = send("OPTIONS", current_url, request_headers, False)
             request = Request(
                 "OPTIONS",
                 current_url,
                 request_headers,
                 preflight=True,
-                credentials=mode,
+                credentials=credentials_mode,
+                initiator=_engine_initiator(api),
                 redirected_from=redirected_from,
             )
-            verdict = _as_page_sees_it(_judge(request, answer), origin, redirected_from)
+            verdict, answer, xhr = _judge(request, answer, "preflight", patch, page)
             legs.append(
-                Leg("preflight", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from)
-            )
+                Leg(
+                    "preflight", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from,
+                    browser_message_xhr=xhr,
+                )
+            )  # fmt: skip
             if verdict.verdict == "blocked":
-                refused = _starlette_refusal(answer, sent_origin, current_method, current_headers)
+                refused = _starlette_refusal(answer, sent_origin, current_method, current_headers, credentials)
                 if refused is not None:
-                    note, fix = refused
+                    note, server_hint = refused
                     notes.append(note)
                     # The generic "answer with 2xx" fix is true but useless against Starlette: name the option.
-                    legs[-1] = dataclasses.replace(legs[-1], verdict=dataclasses.replace(verdict, fix=fix))
+                    legs[-1] = dataclasses.replace(legs[-1], verdict=dataclasses.replace(verdict, fix=server_hint))
                 break
-        request_headers = actual_headers(sent_origin, current_url, current_headers)
+        request_headers = actual_headers(
+            sent_origin, current_url, current_headers, api, credentials=credentials, mode=mode
+        )
         answer = send(current_method, current_url, request_headers, credentials)
         request = Request(
-            current_method, current_url, request_headers, credentials=mode, redirected_from=redirected_from
+            current_method,
+            current_url,
+            request_headers,
+            credentials=credentials_mode,
+            initiator=_engine_initiator(api),
+            redirected_from=redirected_from,
         )
-        verdict = _as_page_sees_it(_judge(request, answer), origin, redirected_from)
+        verdict, answer, xhr = _judge(request, answer, "actual", patch, page)
         raw_location = _location(answer) if answer.status in _REDIRECT_STATUSES else None
         location = resolve_location(current_url, raw_location) if raw_location is not None else None
         follow = location if verdict.verdict == "allowed" else None
         legs.append(
-            Leg("actual", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from, follow)
-        )
+            Leg(
+                "actual", hop, verdict, answer.status, answer.sent_headers, answer.headers, redirected_from, follow,
+                xhr,
+            )
+        )  # fmt: skip
         if follow is None:
             break
         if hop == max_redirects:
@@ -265,12 +340,25 @@ def run_exchange(
                 notes.append(f"After the cross-origin redirect to {follow} the browser sends `Origin: null`.")
             current_headers = _drop_on_cross_origin_hop(current_headers, current_url, follow, notes)
         current_url = follow
-    return Exchange(url, origin, normalize_method(method), credentials, tuple(legs), tuple(notes))
+    return Exchange(
+        url, origin, normalize_method(method), credentials, tuple(legs), tuple(notes), server_hint, api.initiator
+    )
+
+
+def _engine_initiator(api: PageApi) -> Literal["fetch", "XMLHttpRequest"]:
+    # The engine words messages for these two; `_judge` rewords them for the other page APIs.
+    return "XMLHttpRequest" if api.initiator == "XMLHttpRequest" else "fetch"
 
 
 # Starlette's CORSMiddleware answers a refused preflight 400 "Disallowed CORS <what>, <what>".
-def _starlette_refusal(answer: Answer, origin: str, method: str, headers: Headers) -> tuple[str, str] | None:
-    """What a Starlette server's 400 preflight body says it refused (Chrome's message hides it), and the fix."""
+def _starlette_refusal(
+    answer: Answer, origin: str, method: str, headers: Headers, credentials: bool
+) -> tuple[str, str] | None:
+    """What a Starlette server's 400 preflight body says it refused (Chrome's message hides it), and the fix.
+
+    The body names only what Starlette checks; it never refuses a preflight for credentials, but when the
+    page sends them and the answer lacks `Access-Control-Allow-Credentials: true` the fix must say so too.
+    """
     text = answer.body.decode("latin-1", "replace").strip()
     if answer.status != 400 or not text.startswith("Disallowed CORS "):
         return None
@@ -285,6 +373,9 @@ def _starlette_refusal(answer: Answer, origin: str, method: str, headers: Header
     fixes = [options[part] for part in what if part in options]
     if not fixes:
         return None
+    acac = [value for name, value in answer.headers if name.lower() == "access-control-allow-credentials"]
+    if credentials and acac != ["true"]:
+        fixes.append("set `allow_credentials=True`")
     note = (
         f"The preflight's body says `{text[:100]}`: Starlette's CORSMiddleware refused the "
         + ", ".join(what)
@@ -323,100 +414,6 @@ def _drop_on_cross_origin_hop(headers: Headers, from_url: str, to_url: str, note
     return tuple(kept)
 
 
-# --- argument parsing ------------------------------------------------------------------------
-
-
-def parse_url(text: str) -> str:
-    """An argparse type: an absolute http(s) URL."""
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a URL: {text!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"not an http:// or https:// URL: {text!r}")
-    return text
-
-
-def parse_origin(text: str) -> str:
-    """An argparse type: a serialized origin (``scheme://host[:port]``, or ``null``), exactly as a browser sends it."""
-    if text == "null":
-        return text
-    serialized = serialize_origin(text)
-    if serialized == text and urlsplit(text).scheme in ("http", "https"):
-        return text
-    hint = f"; did you mean {serialized!r}?" if serialized != "null" else ""
-    raise argparse.ArgumentTypeError(
-        f"not an origin: {text!r} (an origin is scheme://host[:port] with no path, no trailing slash "
-        f"and no default port, as the browser sends it){hint}"
-    )
-
-
-def parse_header(text: str) -> tuple[str, str]:
-    """An argparse type: ``Name: value``."""
-    name, colon, value = text.partition(":")
-    name = name.strip()
-    if not colon or not name or name.strip(_TOKEN_CHARS):
-        raise argparse.ArgumentTypeError(f"not a header (expected 'Name: value'): {text!r}")
-    if name.lower() in _COMPUTED_HEADERS:
-        raise argparse.ArgumentTypeError(
-            f"{name} is computed by corstrace as the browser computes it; use --origin/--method instead"
-        )
-    value = value.strip(" \t")
-    if any(char in value for char in "\r\n\0"):
-        raise argparse.ArgumentTypeError(f"a header value cannot contain CR, LF or NUL: {text!r}")
-    return name, value
-
-
-def parse_method(text: str) -> str:
-    """An argparse type: an HTTP method (a token), normalized as Fetch does."""
-    if not text or text.strip(_TOKEN_CHARS):
-        raise argparse.ArgumentTypeError(f"not an HTTP method: {text!r}")
-    return normalize_method(text)
-
-
-def parse_timeout(text: str) -> float:
-    """An argparse type: a positive number of seconds."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"the timeout must be a positive number of seconds: {text!r}")
-    return seconds
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``check`` subcommand's arguments."""
-    parser.add_argument("url", type=parse_url, metavar="URL", help="the URL the page fetches")
-    parser.add_argument(
-        "--origin", type=parse_origin, required=True, help="the page's origin, e.g. http://localhost:3000"
-    )
-    parser.add_argument(
-        "--method", "-X", type=parse_method, default="GET", help="the fetch() method (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--header",
-        "-H",
-        type=parse_header,
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="a header the page sets (repeatable)",
-    )
-    parser.add_argument(
-        "--credentials",
-        action="store_true",
-        help="the page uses credentials: 'include' (withCredentials); a Cookie header implies it",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=parse_timeout,
-        default=DEFAULT_TIMEOUT,
-        help="seconds to wait for each answer (default: %(default)g)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object (the log events' field names)")
-
-
 # --- the network side ------------------------------------------------------------------------
 
 
@@ -437,86 +434,3 @@ def client_sender(client: Any, *, keep_jar: bool) -> Send:
         return answer_from(response, request)
 
     return send
-
-
-def _network_reason(exc: BaseException) -> str:
-    """A short human reason for a transport error, from the OS error underneath when there is one."""
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            break
-        if isinstance(seen, socket.gaierror):
-            return "the host name does not resolve"
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return f"TLS certificate rejected ({seen.verify_message})"
-        if isinstance(seen, ssl.SSLError):
-            return f"TLS error ({seen.reason or seen})"
-        if isinstance(seen, OSError) and seen.errno is not None:
-            if seen.errno == errno.ECONNREFUSED:
-                return "connection refused"
-            return (seen.strerror or str(seen)).lower()
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc).lower()
-    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
-        return "the host name does not resolve"
-    if "connection refused" in text:
-        return "connection refused"
-    if "certificate" in text or "ssl" in text:
-        return f"TLS error ({exc})"
-    return str(exc) or type(exc).__name__
-
-
-def network_sender(client: Any, timeout: float) -> Send:
-    """``client_sender`` with httpx's transport errors turned into one-line :class:`CheckError` messages."""
-    import httpx
-
-    inner = client_sender(client, keep_jar=False)
-
-    def send(method: str, url: str, headers: Headers, with_cookies: bool) -> Answer:
-        parts = urlsplit(url)
-        where = f"{parts.scheme}://{parts.netloc}"
-        try:
-            return inner(method, url, headers, with_cookies)
-        except httpx.TimeoutException:
-            raise CheckError(
-                f"{where} did not answer {method} {url} within {timeout:g} s (raise it with --timeout)"
-            ) from None
-        except httpx.RequestError as exc:
-            raise CheckError(f"cannot reach {where}: {_network_reason(exc)}") from None
-
-    return send
-
-
-def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """``corstrace check``: 0 when the browser allows the request, 1 when it blocks it, 2 on errors."""
-    import httpx
-
-    from corstrace import _output
-
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    headers: Headers = tuple(args.header)
-    credentials = bool(args.credentials) or any(name.lower() == "cookie" for name, _ in headers)
-    user_agent = () if any(n.lower() == "user-agent" for n, _ in headers) else (("User-Agent", _user_agent()),)
-    try:
-        with httpx.Client(timeout=args.timeout, follow_redirects=False, headers=dict(user_agent)) as client:
-            exchange = run_exchange(
-                network_sender(client, args.timeout),
-                args.url,
-                origin=args.origin,
-                method=args.method,
-                headers=headers,
-                credentials=credentials,
-            )
-    except CheckError as exc:
-        print(f"corstrace check: {exc}", file=err)
-        return 2
-    if args.json:
-        print(_output.to_json(_output.exchange_fields(exchange)), file=out)
-    else:
-        print(_output.render_exchange(exchange, colour=_output.colour_for(out)), file=out)
-    return 0 if exchange.allowed else 1
-
-
-def _user_agent() -> str:
-    return f"corstrace/{__version__} (CORS check; https://pypi.org/project/corstrace/)"

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
+from urllib.parse import quote
 
 from corstrace import _output, _term
 from corstrace._check import Exchange, Leg, normalize_method
-from corstrace._fetch import is_page_settable, resolve_location
-from corstrace._redact import redact_url
+from corstrace._fetch import is_page_settable, is_token, resolve_location
+from corstrace._redact import Redactor, redact_url
 from corstrace.engine import Headers, Request, Response, evaluate, serialize_origin
 
 ItemState = Literal["allowed", "blocked", "unjudged"]
@@ -37,8 +37,11 @@ ItemState = Literal["allowed", "blocked", "unjudged"]
 # classic scripts, navigations) are not CORS and are only counted.
 _CORS_RESOURCE_TYPES = frozenset({"fetch", "xhr", "xmlhttprequest", "preflight", "font", "eventsource"})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_XHR_RESOURCE_TYPES = frozenset({"xhr", "xmlhttprequest"})  # Chrome's and Firefox's names
 # Chromium's error for a CORS failure; any other net:: error is a network failure, not a CORS verdict.
 _CORS_NET_ERROR = "net::ERR_FAILED"
+_TAB_NEWLINE = str.maketrans("", "", "\t\n\r")  # the URL parser removes these wherever they are
+_REDACTOR = Redactor()
 
 
 class HarError(Exception):
@@ -57,6 +60,7 @@ class _Entry:
     resource_type: str | None
     initiator_url: str | None
     pageref: str | None
+    has_cookies: bool = False  # `request.cookies` lists some (DevTools keeps them off a blocked entry's headers)
 
     def header(self, name: str) -> str | None:
         for key, value in self.request_headers:
@@ -80,6 +84,17 @@ class _Entry:
     def has_response(self) -> bool:
         return self.status > 0
 
+    @property
+    def credentialed(self) -> bool:
+        """The HAR shows the request was sent with ``credentials: 'include'``.
+
+        Cookies prove it; so does ``Sec-Fetch-Storage-Access``, which Chromium sends only on a
+        cross-site request whose credentials mode is ``include``.
+        """
+        return (
+            self.has_cookies or self.header("cookie") is not None or self.header("sec-fetch-storage-access") is not None
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Item:
@@ -93,6 +108,8 @@ class Item:
     exchange: Exchange | None = None
     why_unjudged: str | None = None
     check_command: str | None = None
+    # The HAR shows no credentials mode: the command may need --credentials to reproduce the block.
+    credentials_unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,40 +122,74 @@ class Report:
 # --- reading ---------------------------------------------------------------------------------
 
 
+STDIN = "-"
+_STDIN_NAME = "<stdin>"
+
+
 def load(path: str) -> list[_Entry]:
-    """The entries of the HAR at ``path``; raises :class:`HarError` naming what is wrong."""
+    """The entries of the HAR at ``path`` (``-``: standard input); raises :class:`HarError` naming what is wrong."""
+    name = _STDIN_NAME if path == STDIN else path
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
+        data = sys.stdin.buffer.read() if path == STDIN else Path(path).read_bytes()
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
-        raise HarError(f"{path}: no such file") from None
+        raise HarError(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise HarError(f"{path}: is a directory, not a HAR file") from None
+        raise HarError(f"{name}: is a directory, not a HAR file") from None
     except UnicodeDecodeError as exc:
-        raise HarError(f"{path}: not a HAR file (not UTF-8 text: byte {exc.start} is invalid)") from None
+        raise HarError(f"{name}: not a HAR file (not UTF-8 text: byte {exc.start} is invalid)") from None
     except OSError as exc:
-        raise HarError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise HarError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    return parse(text, name)
+
+
+def parse(text: str, name: str) -> list[_Entry]:
+    """The entries of the HAR ``text`` (read from ``name``, used in messages); raises :class:`HarError`."""
     if not text.strip():
-        raise HarError(f"{path}: the file is empty")
+        raise HarError(f"{name}: the file is empty")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        if not text[exc.pos :].strip() and text.lstrip()[:1] in "{[":
+        if _is_cut_short(text, exc):
+            line = text.count("\n") + 1
+            column = len(text) - text.rfind("\n")
             raise HarError(
-                f"{path}: truncated JSON: it ends at line {exc.lineno} column {exc.colno} before the HAR is "
+                f"{name}: truncated JSON: it ends at line {line} column {column} before the HAR is "
                 "complete (was the export or the copy interrupted?)"
             ) from None
-        raise HarError(f"{path}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise HarError(f"{name}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise HarError(f"{path}: not a HAR file (JSON nested too deeply)") from None
+        raise HarError(f"{name}: not a HAR file (JSON nested too deeply)") from None
     if not isinstance(data, dict) or not isinstance(data.get("log"), dict):
-        raise HarError(f"{path}: not a HAR file: no `log` object at the top level")
+        raise HarError(f"{name}: not a HAR file: no `log` object at the top level")
     entries = data["log"].get("entries")
     if entries is None:
-        raise HarError(f"{path}: not a HAR file: `log.entries` is missing")
+        raise HarError(f"{name}: not a HAR file: `log.entries` is missing")
     if not isinstance(entries, list):
-        raise HarError(f"{path}: not a HAR file: `log.entries` is {_kind(entries)}, not a list")
+        raise HarError(f"{name}: not a HAR file: `log.entries` is {_kind(entries)}, not a list")
     documents = _documents(data["log"], entries)
-    return [_entry(path, index, raw, documents) for index, raw in enumerate(entries)]
+    return [_entry(name, index, raw, documents) for index, raw in enumerate(entries)]
+
+
+# What may be left at the end of a document cut short in the middle of a token: the start of a literal or of
+# a number's sign, fraction or exponent (json reports those at the token, not at the end of the text).
+_CUT_TOKENS = ("true", "false", "null", "-", ".", "e+", "e-", "E+", "E-")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _is_cut_short(text: str, error: json.JSONDecodeError) -> bool:
+    """Whether ``text`` fails only because it stops early (an interrupted export), not because it is not JSON."""
+    if text.lstrip()[:1] not in ("{", "["):
+        return False
+    if error.msg.startswith("Unterminated string"):
+        return True  # json only says this when the end of the text comes before the closing quote
+    rest = text[error.pos :]
+    if not rest.strip():
+        return True
+    if error.msg.startswith("Invalid \\uXXXX escape"):
+        digits = rest.removeprefix("\\").removeprefix("u")
+        return len(digits) <= 4 and _HEX.issuperset(digits)  # a \uXXXX escape at the very end of the text
+    return any(token.startswith(rest) for token in _CUT_TOKENS)
 
 
 def _kind(value: Any) -> str:
@@ -195,6 +246,7 @@ def _entry(path: str, index: int, raw: Any, documents: dict[str, str]) -> _Entry
     initiator_url = initiator.get("url") if isinstance(initiator, dict) else None
     ref = raw.get("pageref") or raw.get("_frameref")
     resource_type = raw.get("_resourceType")
+    cookies = request.get("cookies")
     return _Entry(
         index=index,
         method=normalize_method(method),
@@ -206,6 +258,7 @@ def _entry(path: str, index: int, raw: Any, documents: dict[str, str]) -> _Entry
         resource_type=resource_type.lower() if isinstance(resource_type, str) else None,
         initiator_url=initiator_url if isinstance(initiator_url, str) else None,
         pageref=documents.get(ref) if isinstance(ref, str) else None,
+        has_cookies=isinstance(cookies, list) and bool(cookies),
     )
 
 
@@ -233,24 +286,62 @@ def _is_cors(entry: _Entry) -> bool:
     return entry.header("origin") is not None
 
 
-def _check_command(entry: _Entry, origin: str) -> str:
-    parts = ["corstrace", "check", redact_url(entry.url), "--origin", origin]
+def _check_command(entry: _Entry, origin: str) -> str | None:
+    """The ``corstrace check`` that reproduces ``entry``, safe to paste; None when the HAR's method is not a method.
+
+    Everything in it comes from the HAR, so everything is quoted (:func:`corstrace._output.shell_command`),
+    secrets are placeholders (the header names decide the preflight, their values do not), and what a
+    browser could never send (a header name that is not a token, a value with CR, LF or NUL) is left out.
+    """
+    if not is_token(entry.method):
+        return None
+    argv = ["corstrace", "check", _command_url(entry.url), "--origin", origin]
     if entry.method != "GET":
-        parts += ["--method", entry.method]
+        argv += ["--method", entry.method]
     for name, value in entry.request_headers:
         lowered = name.lower()
+        if not is_token(name) or any(char in value for char in "\r\n\0"):
+            continue
         if is_page_settable(lowered, value) and lowered not in ("accept", "accept-language"):
-            parts += ["--header", f"{name}: {value}"]
-    if entry.header("cookie") is not None:
-        parts.append("--credentials")
-    return shlex.join(parts)
+            argv += ["--header", f"{name}: {_placeholder(name, value)}"]
+    if entry.credentialed:
+        argv.append("--credentials")
+    return _output.shell_command(argv)
+
+
+def _placeholder(name: str, value: str) -> str:
+    """``value``, or a placeholder when it is a secret: ``Bearer <token>`` keeps the scheme, which is not secret."""
+    if _REDACTOR.value(name, value) == value:
+        return value
+    scheme, _, rest = value.strip().partition(" ")
+    if name.lower() in ("authorization", "proxy-authorization") and rest and scheme.isalpha() and len(scheme) <= 20:
+        return f"{scheme} <token>"
+    return "<secret>"
+
+
+def _command_url(url: str) -> str:
+    """The URL to check, as the browser's URL parser would send it: tabs and newlines removed, other controls
+    and invisible characters percent-encoded, secret query values redacted."""
+    cleaned = redact_url(url.translate(_TAB_NEWLINE))
+    if cleaned.isprintable():
+        return cleaned
+    return "".join(char if char.isprintable() else quote(char, safe="") for char in cleaned)
 
 
 def _leg(entry: _Entry, origin: str, redirected_from: str | None) -> Leg:
     headers = entry.request_headers
     if entry.header("origin") is None:
         headers = (*headers, ("Origin", origin))
-    request = Request(entry.method, entry.url, headers, preflight=entry.is_preflight, redirected_from=redirected_from)
+    credentials: Literal["include"] | None = "include" if entry.credentialed and not entry.is_preflight else None
+    request = Request(
+        entry.method,
+        entry.url,
+        headers,
+        preflight=entry.is_preflight,
+        credentials=credentials,
+        initiator="XMLHttpRequest" if entry.resource_type in _XHR_RESOURCE_TYPES else "fetch",
+        redirected_from=redirected_from,
+    )
     verdict = evaluate(request, Response(entry.status, entry.response_headers))
     location = entry.response_header("location")
     followed = (
@@ -310,9 +401,7 @@ def judge(entries: list[_Entry]) -> Report:
             items[chain[0]] = _item(merged, (*previous.entries, *numbers))
             item_index = chain[0]
         else:
-            exchange = Exchange(
-                entry.url, origin, entry.method, entry.header("cookie") is not None, tuple(legs), _notes(entry)
-            )
+            exchange = Exchange(entry.url, origin, entry.method, entry.credentialed, tuple(legs), _notes(entry))
             items.append(_item(exchange, tuple(numbers)))
             item_index = len(items) - 1
         location = legs[-1].location
@@ -340,15 +429,16 @@ def _item(exchange: Exchange, numbers: tuple[int, ...]) -> Item:
 def _unjudged(entry: _Entry, origin: str, numbers: tuple[int, ...]) -> Item:
     command = _check_command(entry, origin)
     if entry.error is None or entry.error == _CORS_NET_ERROR:
-        why = (
-            f"blocked by the browser ({entry.error or 'no response'}); the HAR has no response headers to judge "
+        why = f"blocked by the browser ({entry.error or 'no response'}); the HAR has no response headers to judge " + (
             "— run `corstrace check` to see why"
+            if command
+            else f"— and its method {entry.method!r} is not an HTTP method, so no `corstrace check` can replay it"
         )
         state: ItemState = "blocked"
     else:
         why = f"failed with {entry.error}: a network error, not a CORS verdict; the HAR has no response to judge"
         state = "unjudged"
-    return Item(numbers, state, entry.method, entry.url, origin, None, why, command)
+    return Item(numbers, state, entry.method, entry.url, origin, None, why, command, not entry.credentialed)
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -398,18 +488,23 @@ def _numbers(item: Item) -> str:
 def render(report: Report, *, colour: bool) -> str:
     blocks: list[str] = []
     for item in report.items:
-        title = f"{item.method} {redact_url(item.url)} from origin {item.origin}  (entry {_numbers(item)})"
+        title = _output.visible(f"{item.method} {redact_url(item.url)} from origin {item.origin}") + (
+            f"  (entry {_numbers(item)})"
+        )
         if item.exchange is not None:
             blocks.append(_output.render_exchange(item.exchange, colour=colour, headline=title))
             continue
         word = "BLOCKED" if item.state == "blocked" else "NOT JUDGED"
         painted = _term.paint(word, "bold", "red" if item.state == "blocked" else "yellow", enabled=colour)
-        lines = [
-            f"{painted}  {title}",
-            f"  {item.why_unjudged}:" if item.state == "blocked" else f"  {item.why_unjudged}",
-        ]
+        why = _output.visible(item.why_unjudged or "")
+        lines = [f"{painted}  {title}", f"  {why}:" if item.state == "blocked" and item.check_command else f"  {why}"]
         if item.check_command:
             lines.append(f"    {item.check_command}")
+            if item.credentials_unknown:
+                lines.append(
+                    "  (add --credentials if the page sends credentials: `credentials: 'include'` or "
+                    "`withCredentials`; the HAR does not say)"
+                )
         blocks.append("\n".join(lines))
     summary = _summary(report)
     lines = [_term.paint("Summary", "bold", enabled=colour)]
@@ -418,7 +513,7 @@ def render(report: Report, *, colour: bool) -> str:
         f"{summary['blocked']} blocked" + (f", {summary['unjudged']} not judged" if summary["unjudged"] else "")
     )
     for reason, count in summary["by_reason"].items():
-        lines.append(f"    {count} × {reason}")
+        lines.append(f"    {count} × {_output.visible(reason)}")
     skipped = summary["skipped_same_origin"] + summary["skipped_not_cors"]
     if skipped:
         lines.append(
@@ -443,7 +538,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
     try:
         report = judge(load(args.har))
     except HarError as exc:
-        print(f"corstrace explain: {exc}", file=err)
+        print(f"corstrace explain: {_output.visible(str(exc))}", file=err)
         return 2
     if args.json:
         print(_output.to_json(report_json(args.har, report)), file=out)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from corstrace import _check
+from corstrace import _check_cli as check_command
 from corstrace.__main__ import build_parser, main
 from tests.support import run_server
 
@@ -66,6 +68,10 @@ SCRIPT: dict[str, dict[str, tuple[int, list[tuple[str, str]]]]] = {
     "/see-other": {"*": (303, [*_ALLOW, ("Location", "/allowed")])},
     "/loop": {"*": (302, [*_ALLOW, ("Location", "/loop")])},
     "/null-ok": {"*": (200, [("Access-Control-Allow-Origin", "null")])},
+    "/pf-star": {
+        "OPTIONS": (204, [*_ALLOW, ("Access-Control-Allow-Methods", "*"), ("Access-Control-Allow-Headers", "*")]),
+        "*": (200, _ALLOW),
+    },
 }
 # (method, path, headers) of every request the scripted server received, in order.
 RECEIVED: list[tuple[str, str, list[tuple[str, str]]]] = []
@@ -151,6 +157,19 @@ def test_blocked_reason_exits_1_with_the_reason(
     assert data["browser_message"].startswith(f"Access to fetch at '{base}")
 
 
+@pytest.mark.parametrize(("path", "extra", "reason"), BLOCKED_CASES, ids=[case[2] + case[0] for case in BLOCKED_CASES])
+def test_every_blocked_case_gets_a_fix_whose_legs_all_pass(
+    capsys: pytest.CaptureFixture[str], base: str, path: str, extra: list[str], reason: str
+) -> None:
+    """The header-level fix makes every leg pass in the replay; it is verified unless a leg could not be answered."""
+    _, data = _json(capsys, base + path, "--origin", ORIGIN, *extra)
+    legs = data["fix_legs"]
+    assert legs and all(leg["passes"] for leg in legs)
+    # /redirect-creds points at a closed port: the fixed redirect is followed there and cannot be answered.
+    answered = all(leg["sent"] != "not_sent" for leg in legs) and "the replay stopped" not in data["fix"]
+    assert data["fix_verified"] is answered
+
+
 def test_text_report_has_verdict_message_explanation_and_fix(capsys: pytest.CaptureFixture[str], base: str) -> None:
     """The text form prints BLOCKED, the reason, Chromium's exact message, why and the fix."""
     code, out, err = _check_cli(capsys, base + "/pf-method", "--origin", ORIGIN, "-X", "PUT")
@@ -162,7 +181,8 @@ def test_text_report_has_verdict_message_explanation_and_fix(capsys: pytest.Capt
         "Method PUT is not allowed by Access-Control-Allow-Methods in preflight response." in out
     )
     assert "Why:\n  The page wants to send `PUT`" in out
-    assert "Fix:\n  Send `Access-Control-Allow-Methods: GET, POST, PUT`" in out
+    assert "\nFix (not verified) — response headers" in out
+    assert "  1. preflight OPTIONS " in out and "       Access-Control-Allow-Methods: GET, POST, PUT\n" in out
     assert "\x1b[" not in out
 
 
@@ -370,7 +390,7 @@ def test_terminal_output_is_coloured(monkeypatch: pytest.MonkeyPatch, base: str)
     monkeypatch.setenv("TERM", "xterm")
     stdout = _Tty()
     args = build_parser().parse_args(["check", base + "/missing", "--origin", ORIGIN])
-    assert _check.run(args, stdout=stdout) == 1  # type: ignore[arg-type]
+    assert check_command.run(args, stdout=stdout) == 1  # type: ignore[arg-type]
     assert stdout.text.startswith("\x1b[1;31mBLOCKED\x1b[0m")
 
 
@@ -379,7 +399,7 @@ def test_no_color_keeps_a_terminal_plain(monkeypatch: pytest.MonkeyPatch, base: 
     monkeypatch.setenv("NO_COLOR", "1")
     stdout = _Tty()
     args = build_parser().parse_args(["check", base + "/missing", "--origin", ORIGIN])
-    _check.run(args, stdout=stdout)  # type: ignore[arg-type]
+    check_command.run(args, stdout=stdout)  # type: ignore[arg-type]
     assert "\x1b[" not in stdout.text
 
 
@@ -429,3 +449,218 @@ def test_starlettes_refused_preflight_body_is_explained(capsys: pytest.CaptureFi
     assert code == 1
     assert "Starlette's CORSMiddleware refused the method, headers" in out
     assert 'add "PUT" to `allow_methods`; add "x-api-key" to `allow_headers`.' in out
+
+
+@contextlib.contextmanager
+def trickling_server(response: bytes, *, interval: float, pause: float = 0.0) -> Iterator[tuple[str, threading.Event]]:
+    """A real socket server that answers every request with ``response``, one byte each ``interval`` seconds.
+
+    ``pause``: seconds to wait before answering at all. Yields the base URL and an event set when a client
+    hung up before the whole response was sent (corstrace gave up, as a deadline must).
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    hung_up = threading.Event()
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            buffered = b""
+            while not stop.is_set():
+                while b"\r\n\r\n" not in buffered:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffered += chunk
+                buffered = buffered.split(b"\r\n\r\n", 1)[1]
+                try:
+                    stop.wait(pause)
+                    for index in range(0, len(response), 1 if interval else len(response)):
+                        if stop.wait(interval):
+                            return
+                        conn.sendall(response[index : index + 1] if interval else response)
+                except OSError:
+                    hung_up.set()
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", hung_up
+    finally:
+        stop.set()
+        listener.close()
+
+
+_TRICKLED = b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: 2\r\n\r\nok"
+
+
+def test_timeout_is_a_deadline_against_a_server_that_trickles(capsys: pytest.CaptureFixture[str]) -> None:
+    """A server sending one byte a second never trips a per-read timeout; --timeout still ends the exchange."""
+    with trickling_server(_TRICKLED, interval=1.0) as (url, hung_up):
+        code, out, err = _check_cli(capsys, url + "/slow", "--origin", ORIGIN, "--timeout", "1.5")
+        assert hung_up.wait(30), "corstrace kept reading the trickle instead of hanging up at its deadline"
+    assert (code, out) == (2, "")
+    assert err.startswith(f"corstrace check: {url} did not answer GET {url}/slow") and "1.5 s" in err
+
+
+_SLOW_LOOP = b"HTTP/1.1 302 Found\r\nAccess-Control-Allow-Origin: *\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_timeout_spans_every_leg_and_redirect(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each redirect hop answers well within --timeout, but the whole chain does not: the deadline ends it."""
+    with trickling_server(_SLOW_LOOP, interval=0.0, pause=0.4) as (url, _):
+        code, _, err = _check_cli(capsys, url + "/loop", "--origin", ORIGIN, "--timeout", "2")
+    assert code == 2
+    assert "ERR_TOO_MANY_REDIRECTS" not in err  # 21 hops of 0.4 s each would have run out of redirects instead
+    assert "did not answer GET" in err and "deadline for the whole exchange" in err
+
+
+def test_latin1_header_value_goes_on_the_wire_one_byte_per_character(
+    capsys: pytest.CaptureFixture[str], base: str
+) -> None:
+    """`-H 'X-Name: café'` is sent as fetch() sends it: `é` as the single byte 0xE9 (Chromium checked below)."""
+    code, out, err = _check_cli(capsys, base + "/pf-star", "--origin", ORIGIN, "-H", "X-Name: café")
+    assert (code, err) == (0, "")
+    method, _, headers = _received("/pf-star")[-1]
+    assert (method, headers["x-name"].encode("latin-1")) == ("GET", b"caf\xe9")
+
+
+def test_header_value_beyond_latin1_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """fetch() throws on a header value beyond ISO-8859-1 and sends nothing; check says so, with no traceback."""
+    code, out, err = _check_cli(capsys, "http://a.test/", "--origin", ORIGIN, "-H", "X-Name: 日本")
+    assert (code, out) == (2, "")
+    assert "non ISO-8859-1 code point" in err and "U+65E5" in err and "Traceback" not in err
+
+
+def test_undecodable_argv_bytes_are_sent_as_those_bytes(capsys: pytest.CaptureFixture[str], base: str) -> None:
+    """A raw byte in argv (`$'\\xe9'` in bash) reaches Python as a surrogate escape; it is sent as that byte."""
+    code, _, err = _check_cli(capsys, base + "/pf-star", "--origin", ORIGIN, "-H", "X-Raw: a\udce9")
+    assert (code, err) == (0, "")
+    assert _received("/pf-star")[-1][2]["x-raw"].encode("latin-1") == b"a\xe9"
+
+
+# --initiator: what the browser puts on the wire for each page API (observed in Chromium 156; compared with the
+# real browser in tests/test_cli_browser.py).
+INITIATOR_WIRE = [
+    ("fetch", "GET", {"sec-fetch-dest": "empty", "sec-fetch-mode": "cors", "accept": "*/*"}),
+    ("xhr", "GET", {"sec-fetch-dest": "empty", "sec-fetch-mode": "cors", "accept": "*/*"}),
+    ("script", "GET", {"sec-fetch-dest": "script", "sec-fetch-mode": "cors", "accept": "*/*"}),
+    (
+        "image",
+        "GET",
+        {
+            "sec-fetch-dest": "image",
+            "sec-fetch-mode": "cors",
+            "accept": "image/jxl,image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
+        },
+    ),
+    ("font", "GET", {"sec-fetch-dest": "font", "sec-fetch-mode": "cors", "accept": "*/*"}),
+    (
+        "eventsource",
+        "GET",
+        {
+            "sec-fetch-dest": "empty",
+            "sec-fetch-mode": "cors",
+            "accept": "text/event-stream",
+            "cache-control": "no-cache",
+        },
+    ),
+    ("beacon", "POST", {"sec-fetch-dest": "empty", "sec-fetch-mode": "no-cors", "accept": "*/*"}),
+]
+
+
+@pytest.mark.parametrize(("initiator", "method", "expected"), INITIATOR_WIRE, ids=[row[0] for row in INITIATOR_WIRE])
+def test_initiator_sends_what_the_browser_sends(
+    capsys: pytest.CaptureFixture[str], base: str, initiator: str, method: str, expected: dict[str, str]
+) -> None:
+    """`--initiator` sets Sec-Fetch-Dest, Sec-Fetch-Mode, Accept (and EventSource's Cache-Control) as Chromium does."""
+    _check_cli(capsys, base + "/allowed", "--origin", ORIGIN, "--initiator", initiator)
+    sent_method, _, headers = _received("/allowed")[-1]
+    assert sent_method == method
+    assert {name: headers.get(name) for name in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("initiator", "prefix"),
+    [
+        ("xhr", "XMLHttpRequest"),
+        ("script", "script"),
+        ("image", "image"),
+        ("font", "font"),
+        ("eventsource", "resource"),
+    ],
+)
+def test_initiator_names_the_api_in_chromiums_message(
+    capsys: pytest.CaptureFixture[str], base: str, initiator: str, prefix: str
+) -> None:
+    """Chromium's message starts `Access to XMLHttpRequest at`, `Access to script at`…; `initiator` says which."""
+    _, data = _json(capsys, base + "/missing", "--origin", ORIGIN, "--initiator", initiator)
+    assert data["browser_message"].startswith(f"Access to {prefix} at '{base}/missing'")
+    assert (data["initiator"], data["browser_message_xhr"]) == (
+        {"xhr": "XMLHttpRequest", "eventsource": "resource"}.get(initiator, initiator),
+        None,
+    )
+
+
+def test_default_initiator_is_fetch_or_xhr_with_both_messages(capsys: pytest.CaptureFixture[str], base: str) -> None:
+    """Without --initiator the request is the same for fetch() and XMLHttpRequest: both console texts are given."""
+    _, data = _json(capsys, base + "/no-acac", "--origin", ORIGIN, "--credentials")
+    assert data["initiator"] == "fetch_or_xhr"
+    assert data["browser_message"].startswith("Access to fetch at")
+    assert data["browser_message_xhr"].startswith("Access to XMLHttpRequest at")
+    assert data["browser_message_xhr"].endswith("controlled by the withCredentials attribute.")
+
+
+def test_xhr_only_message_is_printed_labelled(capsys: pytest.CaptureFixture[str], base: str) -> None:
+    """The text report shows the XMLHttpRequest wording too, labelled, when it differs."""
+    _, out, _ = _check_cli(capsys, base + "/mismatch", "--origin", ORIGIN)
+    assert "Browser console (Chromium, fetch()):" in out
+    assert "Browser console (Chromium, XMLHttpRequest / axios):" in out
+
+
+def test_xhr_message_that_differs_only_in_its_api_word_is_not_repeated(
+    capsys: pytest.CaptureFixture[str], base: str
+) -> None:
+    """`Access to XMLHttpRequest at` with the same rest: one message in the text, the exact XHR text in the JSON."""
+    _, out, _ = _check_cli(capsys, base + "/missing", "--origin", ORIGIN)
+    assert "Browser console (Chromium):" in out and "XMLHttpRequest" not in out
+    _, data = _json(capsys, base + "/missing", "--origin", ORIGIN)
+    assert data["browser_message_xhr"] == data["browser_message"].replace("fetch", "XMLHttpRequest", 1)
+
+
+def test_credentialed_cross_site_request_carries_sec_fetch_storage_access(
+    capsys: pytest.CaptureFixture[str], base: str
+) -> None:
+    """Chromium 156 sends `Sec-Fetch-Storage-Access: none` on a cross-site request with credentials: 'include'."""
+    _check_cli(capsys, base + "/credentialed", "--origin", ORIGIN, "--credentials")
+    assert _received("/credentialed")[-1][2].get("sec-fetch-storage-access") == "none"
+    _check_cli(capsys, base + "/credentialed", "--origin", ORIGIN)
+    assert "sec-fetch-storage-access" not in _received("/credentialed")[-1][2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--initiator", "script", "-X", "PUT"], "a <script> sends only GET"),
+        (["--initiator", "image", "-H", "X-A: 1"], "an <img> cannot set request headers"),
+        (["--initiator", "font", "--credentials"], "fonts are always fetched without credentials"),
+        (["--initiator", "beacon", "-H", "X-A: 1"], "sendBeacon() can set only Content-Type"),
+        (["--initiator", "telnet"], "invalid choice"),
+    ],
+)
+def test_initiator_refuses_what_that_api_cannot_send(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """A method or header the chosen page API cannot send is a usage error, not a fake exchange."""
+    code, out, err = _check_cli(capsys, "http://a.test/x", "--origin", ORIGIN, *args)
+    assert (code, out) == (2, "")
+    assert message in err

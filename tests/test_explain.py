@@ -319,3 +319,11 @@ def test_subprocess_truncated_har_has_no_traceback(tmp_path: Path) -> None:
     )
     assert (result.returncode, result.stdout, result.stderr.count("\n")) == (2, "", 1)
     assert "truncated JSON" in result.stderr
+
+
+def test_xhr_entry_gets_chromiums_xmlhttprequest_wording(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Chrome's HAR marks XMLHttpRequests (`_resourceType: xhr`): the message is the one Chromium printed for them."""
+    entry = _entry("GET", API + "/data", CORS, 200, {}, _resourceType="xhr")
+    _, out, _ = _explain(capsys, _write(tmp_path, {"log": {"entries": [entry]}}), "--json")
+    item = json.loads(out)["items"][0]
+    assert item["browser_message"].startswith(f"Access to XMLHttpRequest at '{API}/data'")
