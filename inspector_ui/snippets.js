@@ -116,6 +116,7 @@ function scriptHeaders(leg) {
     const lower = name.toLowerCase();
     if (lower === "cookie") cookies = true;
     if (BROWSER_OWNED.has(lower) || lower.startsWith("sec-") || lower.startsWith("proxy-")) continue;
+    if (lower === "accept" && value === "*/*") continue; // fetch()'s own default, not something the page set
     if (!isToken(name)) {
       left.push(`header ${commentText(name)}: its name is not an HTTP token`);
       continue;
