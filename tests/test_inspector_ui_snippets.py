@@ -1,4 +1,4 @@
-"""The inspector's reproducers (inspector_ui/snippets.js) are safe to paste: run for real, they do exactly what they say.
+"""The inspector's reproducers (inspector_ui/snippets.js) are safe to paste: run, they do exactly what they say.
 
 The snippets are built by the real snippets.js under node from hostile records. A curl snippet is then run by
 ``bash -c`` with a fake ``curl`` first on PATH that writes its argv (NUL-separated) to a file; a fetch() snippet
@@ -151,7 +151,7 @@ def hostile_request(planted: Planted) -> dict[str, Any]:
         "request_headers": [
             ["host", "; touch /tmp/x ; #"],
             ["origin", ORIGIN],
-            ["x-quote", "it's \"quoted\" $HOME ${HOME} \\ " + planted.touch],
+            ["x-quote", 'it\'s "quoted" $HOME ${HOME} \\ ' + planted.touch],
             ["x-ticks", planted.backticks + " ; touch pwned-semicolon"],
             ["X-`touch'pwned-name'`", "name is a token too"],
             ["x-unicode", "caf\u00e9 \u65e5\u672c \u2028 end"],
@@ -174,7 +174,7 @@ def test_curl_request_snippet_passes_exactly_the_recorded_parts_to_curl(tmp_path
             "-H",
             f"Origin: {ORIGIN}",
             "-H",
-            "x-quote: it's \"quoted\" $HOME ${HOME} \\ " + planted.touch,
+            'x-quote: it\'s "quoted" $HOME ${HOME} \\ ' + planted.touch,
             "-H",
             "x-ticks: " + planted.backticks + " ; touch pwned-semicolon",
             "-H",
@@ -229,7 +229,7 @@ def test_curl_refuses_a_url_that_is_not_http(tmp_path: Path, url: str) -> None:
 
 
 def test_curl_preflight_snippet_passes_exactly_the_recorded_parts(tmp_path: Path, planted: Planted) -> None:
-    """The preflight's requested method and headers are quoted; a requested header name that is not a token is dropped."""
+    """The preflight's requested method and headers are quoted; a requested header that is not a token is dropped."""
     record = {
         "preflight": True,
         "method": "OPTIONS",
@@ -347,14 +347,14 @@ def js_hostile_request(workdir: Path) -> dict[str, Any]:
             ["x-comment", "*/ globalThis.pwned = 1; /*"],
             # U+0085 and U+00A0: Latin-1, so fetch() takes them; U+2028 (a JS line terminator) is in the Origin above.
             ["x-separator", "a\u0085globalThis.pwned = 1;\u00a0" + fs_write],
-            ["x-backslash", "\\\\\"); globalThis.pwned = 1; //"],
+            ["x-backslash", '\\\\"); globalThis.pwned = 1; //'],
             ["x-latin1", "caf\u00e9"],
         ],
     }
 
 
 def test_fetch_snippet_calls_fetch_with_exactly_the_recorded_parts(tmp_path: Path) -> None:
-    """Evaluated, the fetch() snippet makes one fetch call with the recorded URL, method and headers, and nothing else."""
+    """Evaluated, the fetch() snippet makes one fetch call with the recorded URL, method and headers, nothing else."""
     record = js_hostile_request(tmp_path)
     snippet = build("fetchSnippet", record, None)
     result = evaluate_fetch_snippet(snippet, tmp_path)
@@ -466,4 +466,3 @@ FIX_CALL = 'app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:
 def test_copy_fix_copies_code(leg: dict[str, Any], expected: str) -> None:
     """`fix_code` when present, else the add_middleware call, else the backticked code, else the text."""
     assert build("fixCode", leg) == expected
-
