@@ -240,7 +240,7 @@ function renderList() {
   $("empty").hidden = store.exchanges.size > 0;
   const total = store.exchanges.size;
   const rows = (n) => `${n} row${n === 1 ? "" : "s"}`;
-  $("shown-count").textContent = total ? (filtered() ? `${rows(groups.length)} of ${store.groups.size}` : rows(groups.length)) : "";
+  $("shown-count").textContent = total ? (filtered() ? `${groups.length} of ${rows(store.groups.size)}` : rows(groups.length)) : "";
 }
 
 function rowSig(group, selected) {
