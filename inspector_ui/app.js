@@ -1,13 +1,14 @@
 // corstrace inspector: a live list of cross-origin exchanges streamed over the inspector's WebSocket.
 // Protocol (server → page): hello, reset, lint, events, synced, dropped, stats — see corstrace/_inspector/server.py.
 
-import { copyButton, download, formatTime, h, prose } from "./dom.js";
-import { legVerdict, maxAgeOf, Store } from "./model.js";
-import { buildHar, curlActual, curlPreflight, fetchSnippet, isRedacted } from "./snippets.js";
+import { detailContent, badge } from "./detail.js";
+import { breakable, download, formatTime, h, originLabel, prose } from "./dom.js";
+import { VirtualList } from "./list.js";
+import { Store } from "./model.js";
+import { buildHar } from "./snippets.js";
 
 const $ = (id) => document.getElementById(id);
 const CLEARED_KEY = "corstrace.cleared";
-const MAX_ROWS = 1000;
 
 const store = new Store();
 const state = {
@@ -155,10 +156,39 @@ function receive(records) {
     renderPaused();
     return;
   }
-  let changed = false;
-  for (const record of fresh) changed = store.apply(record, state.epoch) || changed;
-  if (changed) scheduleRender();
+  enqueue(fresh, state.epoch);
 }
+
+// Records are applied in slices of a few milliseconds, yielding between them: a burst of thousands (a
+// flood, a replayed buffer) never becomes one long task that freezes scrolling, typing or the keyboard.
+const APPLY_BUDGET_MS = 8;
+const incoming = []; // batches: { records, epoch, next }
+const applyChannel = new MessageChannel();
+let applying = false;
+
+function enqueue(records, epoch) {
+  if (!records.length) return;
+  incoming.push({ records, epoch, next: 0 });
+  if (!applying) {
+    applying = true;
+    applyChannel.port2.postMessage(null);
+  }
+}
+
+function applyIncoming() {
+  const deadline = performance.now() + APPLY_BUDGET_MS;
+  let changed = false;
+  while (incoming.length && performance.now() < deadline) {
+    const batch = incoming[0];
+    const end = Math.min(batch.records.length, batch.next + 16);
+    for (; batch.next < end; batch.next++) changed = store.apply(batch.records[batch.next], batch.epoch) || changed;
+    if (batch.next >= batch.records.length) incoming.shift();
+  }
+  if (changed) scheduleRender();
+  if (incoming.length) applyChannel.port2.postMessage(null);
+  else applying = false;
+}
+applyChannel.port1.onmessage = applyIncoming;
 
 function isCleared(record) {
   const cleared = state.cleared;
@@ -166,7 +196,10 @@ function isCleared(record) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rendering.
+// Rendering. The selection is an exchange (state.selected holds its key): its row is the group holding it,
+// so it stays selected while more legs arrive and change the exchange's shape.
+
+let list = null;
 
 function scheduleRender() {
   if (state.renderQueued) return;
@@ -185,237 +218,94 @@ function render() {
 }
 
 function renderOriginOptions() {
-  const select = $("origin-filter");
   const origins = store.origins();
-  const current = [...select.options].slice(1).map((option) => option.value);
-  if (current.join("\n") === origins.join("\n")) return;
+  if (origins === state.originList) return;
+  state.originList = origins;
+  const select = $("origin-filter");
   const keep = select.value;
   select.replaceChildren(h("option", { value: "" }, "All origins"), ...origins.map((origin) => h("option", { value: origin }, origin)));
   select.value = origins.includes(keep) ? keep : "";
 }
 
+function filtered() {
+  return Boolean(state.filters.text.trim() || state.filters.origin || state.filters.blockedOnly);
+}
+
 function renderList() {
   const groups = store.rows(state.filters);
-  state.groups = groups.slice(0, MAX_ROWS);
-  if (state.selected !== null && !groups.some((group) => group.key === state.selected)) state.selected = null;
-  const els = [];
-  const keep = new Map();
-  for (const group of state.groups) {
-    const sig = `${group.latest.key}|${group.latest.version}|${group.count}|${group.key === state.selected}`;
-    let entry = state.rowEls.get(group.key);
-    if (!entry || entry.sig !== sig) entry = { el: buildRow(group), sig };
-    keep.set(group.key, entry);
-    els.push(entry.el);
-  }
-  state.rowEls = keep;
-  $("rows").replaceChildren(...els);
+  state.groups = groups;
+  if (state.selected !== null && !store.exchanges.has(state.selected)) state.selected = null;
+  state.selectedGroup = state.selected === null ? null : groups.find((group) => group.members.has(state.selected)) || null;
+  list.setItems(groups, (group) => group === state.selectedGroup);
   $("empty").hidden = store.exchanges.size > 0;
   const total = store.exchanges.size;
-  const filtered = state.filters.text || state.filters.origin || state.filters.blockedOnly;
-  $("shown-count").textContent = total ? (filtered ? `${groups.length} of ${store.rows(emptyFilters()).length} rows` : `${groups.length} rows`) : "";
-  if (groups.length > MAX_ROWS) $("shown-count").textContent += ` (showing newest ${MAX_ROWS})`;
+  const rows = (n) => `${n} row${n === 1 ? "" : "s"}`;
+  $("shown-count").textContent = total ? (filtered() ? `${groups.length} of ${rows(store.groups.size)}` : rows(groups.length)) : "";
 }
 
-function emptyFilters() {
-  return { text: "", origin: "", blockedOnly: false };
+function rowSig(group, selected) {
+  const latest = group.latest;
+  return `${latest.key}|${latest.version}|${group.count}|${selected}`;
 }
 
-function buildRow(group) {
-  const s = group.latest.summary;
-  const selected = group.key === state.selected;
+function buildRow(group, index, selected) {
+  const exchange = group.latest;
+  const s = exchange.summary;
   const chips = [];
   if (s.hasPreflight) chips.push(h("span", { class: "chip chip-preflight", title: "Preceded by a preflight (OPTIONS)" }, "preflight"));
+  if (s.redirects) chips.push(h("span", { class: "chip chip-redirect", title: "The browser followed redirects: every hop is in the detail pane" }, s.redirects === 1 ? "1 redirect" : `${s.redirects} redirects`));
   if (s.orphan) chips.push(h("span", { class: "chip chip-orphan", title: "The browser sent the preflight but never the request" }, "no request followed"));
   if (s.websocket) chips.push(h("span", { class: "chip" }, "websocket"));
   if (s.exception) chips.push(h("span", { class: "chip chip-exception" }, "exception"));
-  if (group.count > 1) chips.push(h("span", { class: "count", title: `${group.count} identical exchanges` }, `×${group.count}`));
+  if (group.count > 1) chips.push(h("span", { class: "count", title: `${group.count} exchanges of this shape` }, `×${group.count}`));
   return h(
     "div",
     {
       class: `row verdict-${s.verdict}${selected ? " selected" : ""}`,
       role: "option",
       "aria-selected": selected ? "true" : "false",
-      dataset: { key: group.key },
-      onclick: () => select(group.key),
+      onclick: () => select(exchange.key),
     },
     h("span", { class: "c-time mono" }, formatTime(s.ts)),
-    h("span", { class: "c-origin mono", title: s.origin }, s.origin || "—"),
+    h("span", { class: "c-origin mono" }, s.origin ? originLabel(s.origin) : "—"),
     h("span", { class: `c-method mono method-${s.method.toLowerCase()}` }, s.method),
-    h("span", { class: "c-path mono", title: group.latest.primary.url || s.path }, h("span", { class: "path-text" }, s.path), chips),
-    h("span", { class: "c-status mono" }, s.status),
+    h("span", { class: "c-path mono", title: exchange.primary.url || s.path }, h("span", { class: "path-text" }, s.path), chips),
+    h("span", { class: "c-status mono", title: s.status }, s.statuses.join("→")),
     h("span", { class: "c-verdict" }, badge(s.verdict)),
-    h("span", { class: "c-reason", title: s.reason }, s.reason),
+    h("span", { class: "c-reason", title: s.reason }, breakable(s.reason)),
   );
 }
 
-function badge(verdict) {
-  return h("span", { class: `badge badge-${verdict}` }, verdict);
-}
-
-function selectedGroup() {
-  return state.groups.find((group) => group.key === state.selected) || null;
-}
-
-function select(key, scroll = false) {
+function select(key, reveal = false) {
   state.selected = key;
   state.detailSig = null;
-  for (const [groupKey, entry] of state.rowEls) {
-    const on = groupKey === key;
-    entry.el.classList.toggle("selected", on);
-    entry.el.setAttribute("aria-selected", on ? "true" : "false");
-    entry.sig = entry.sig.replace(/\|(true|false)$/, `|${on}`);
-    if (on && scroll) entry.el.scrollIntoView({ block: "nearest" });
-  }
+  renderList();
+  if (reveal && state.selectedGroup) list.reveal(state.groups.indexOf(state.selectedGroup));
   renderDetail();
 }
 
 function renderDetail() {
   const pane = $("detail");
-  const group = selectedGroup();
-  const sig = group ? `${group.latest.key}|${group.latest.version}|${group.count}` : null;
-  if (sig === state.detailSig) return;
-  state.detailSig = sig;
-  if (!group) {
+  const exchange = state.selected === null ? null : store.exchanges.get(state.selected);
+  const repeats = state.selectedGroup ? state.selectedGroup.count : 1;
+  if (!exchange || !exchange.summary) {
+    if (state.detailSig === null && pane.dataset.empty === "yes") return;
+    state.detailSig = null;
+    pane.dataset.empty = "yes";
     pane.replaceChildren(h("div", { class: "placeholder" }, "Select an exchange to see the browser's message, the explanation and the fix. ", h("span", { class: "muted" }, "j / k to move.")));
     return;
   }
-  pane.replaceChildren(...detailContent(group));
-}
-
-function section(title, ...children) {
-  return h("section", { class: "d-section" }, h("h3", null, title), ...children);
-}
-
-function codeBlock(text, label = "Copy", extraClass = "") {
-  return h("div", { class: `code ${extraClass}` }, copyButton(() => text, label), h("pre", null, h("code", null, text)));
-}
-
-function detailContent(group) {
-  const exchange = group.latest;
-  const s = exchange.summary;
-  const { preflight, actual } = exchange;
-  const decider = [actual, preflight].find((leg) => leg && leg.verdict === "blocked") || actual || preflight;
-  const out = [];
-
-  out.push(
-    h(
-      "header",
-      { class: "d-head" },
-      h("div", { class: "d-title" }, badge(s.verdict), h("span", { class: "mono d-method" }, s.method), h("span", { class: "mono d-url", title: exchange.primary.url }, exchange.primary.url || s.path)),
-      h(
-        "div",
-        { class: "d-meta" },
-        meta("Origin", s.origin || "—"),
-        meta("Status", s.status),
-        meta("Credentials", String(decider.credentials || "unknown")),
-        decider.layer ? meta("Answered by", String(decider.layer)) : null,
-        group.count > 1 ? meta("Repeats", `${group.count}`) : null,
-        decider.healed ? meta("Healed", "yes") : null,
-      ),
-    ),
-  );
-
-  if (decider.browser_message) {
-    out.push(section("Browser console", codeBlock(String(decider.browser_message), "Copy", "console-message")));
-    if (decider.firefox_message) {
-      out.push(h("details", { class: "d-firefox" }, h("summary", null, "Firefox says"), h("pre", { class: "plain" }, String(decider.firefox_message))));
-    }
+  // Rebuilt only when the exchange itself changed: more repeats of its shape just update the count, so a
+  // developer reading (or selecting text in) the pane during a flood is not interrupted.
+  const sig = `${exchange.key}|${exchange.version}|${repeats > 1}`;
+  if (sig === state.detailSig) {
+    const counter = document.getElementById("d-repeats");
+    if (counter) counter.textContent = String(repeats);
+    return;
   }
-  if (decider.explanation) out.push(section("Why", h("p", { class: "explanation" }, prose(decider.explanation))));
-  if (decider.fix) out.push(section("Fix", codeBlock(String(decider.fix), "Copy fix", "fix")));
-
-  const ifCred = decider.if_credentialed;
-  if (ifCred && typeof ifCred === "object") {
-    out.push(
-      section(
-        "If the request carries credentials",
-        h("p", null, "The server cannot tell whether the page used ", h("code", null, 'credentials: "include"'), ". If it does, the browser's verdict is ", badge(String(ifCred.verdict || "blocked")), "."),
-        ifCred.browser_message ? codeBlock(String(ifCred.browser_message), "Copy", "console-message") : null,
-        ifCred.fix ? codeBlock(String(ifCred.fix), "Copy fix", "fix") : null,
-      ),
-    );
-  }
-
-  const warnings = [preflight, actual].filter(Boolean).flatMap((leg) => (Array.isArray(leg.warnings) ? leg.warnings : []));
-  if (warnings.length) {
-    out.push(section("Warnings", h("ul", { class: "warnings" }, warnings.map((w) => h("li", null, h("code", null, String(w.code || "warning")), " ", prose(w.message))))));
-  }
-
-  const notes = exchange.notes.filter((note) => note.message);
-  if (notes.length) out.push(section("Notes", h("ul", { class: "notes" }, notes.map((note) => h("li", null, prose(note.message))))));
-
-  for (const leg of [preflight, ...exchange.actuals]) {
-    if (leg && leg.exception && typeof leg.exception === "object") {
-      const exc = leg.exception;
-      out.push(
-        section(
-          "Exception",
-          h("p", { class: "exception-line" }, h("code", null, `${exc.type || "Exception"}: ${exc.message ?? ""}`), exc.where ? h("span", { class: "muted" }, ` at ${exc.where}`) : null),
-          exc.traceback ? h("details", { class: "traceback", open: true }, h("summary", null, "Traceback"), h("pre", null, String(exc.traceback))) : null,
-        ),
-      );
-    }
-  }
-
-  const legs = [preflight ? ["Preflight", preflight] : null, ...exchange.actuals.map((leg, i) => [exchange.actuals.length > 1 ? `Request ${i + 1}` : "Request", leg])].filter(Boolean);
-  for (const [title, leg] of legs) out.push(legSection(title, leg));
-
-  const repro = [];
-  if (preflight) repro.push(h("h4", null, "curl — preflight"), codeBlock(curlPreflight(preflight), "Copy curl"));
-  if (actual) repro.push(h("h4", null, "curl — request"), codeBlock(curlActual(actual), "Copy curl"));
-  repro.push(h("h4", null, "fetch()"), codeBlock(fetchSnippet(actual, preflight), "Copy fetch"));
-  out.push(section("Reproduce", ...repro));
-
-  out.push(h("details", { class: "raw" }, h("summary", null, "Raw records"), h("pre", null, JSON.stringify([preflight, ...exchange.actuals, ...exchange.notes].filter(Boolean), null, 2))));
-  return out;
-}
-
-function meta(label, value) {
-  return h("span", { class: "meta" }, h("span", { class: "meta-label" }, label), h("span", { class: "meta-value mono" }, value));
-}
-
-function legSection(title, leg) {
-  const decisive = new Set((Array.isArray(leg.decisive_headers) ? leg.decisive_headers : []).map((name) => String(name).toLowerCase()));
-  const verdict = legVerdict(leg);
-  const timing = [];
-  if (leg.duration_ms != null) timing.push(`${Number(leg.duration_ms).toFixed(1)} ms`);
-  timing.push(new Date((Number(leg.ts) || 0) * 1000).toLocaleString());
-  const summary = h(
-    "div",
-    { class: "leg-head" },
-    h("h3", null, title),
-    badge(verdict),
-    h("span", { class: "mono" }, `${leg.preflight ? "OPTIONS" : String(leg.method || "")} → ${leg.status ?? "no response"}`),
-    h("span", { class: "muted" }, timing.join(" · ")),
-  );
-  const maxAge = leg.preflight ? h("p", { class: "muted small" }, `Chromium caches this preflight for ${Math.min(maxAgeOf(leg), 7200)} s.`) : null;
-  return h(
-    "section",
-    { class: "d-section leg" },
-    summary,
-    leg.reason ? h("p", { class: "leg-reason" }, h("code", null, String(leg.reason))) : null,
-    maxAge,
-    h("div", { class: "headers-grid" }, headerTable("Request headers", leg.request_headers, decisive), headerTable("Response headers", leg.response_headers, decisive)),
-  );
-}
-
-function headerTable(title, pairs, decisive) {
-  const rows = (Array.isArray(pairs) ? pairs : []).filter((pair) => Array.isArray(pair) && pair.length >= 2);
-  const body = rows.length
-    ? rows.map(([name, value]) => {
-        const lower = String(name).toLowerCase();
-        const on = decisive.has(lower);
-        return h(
-          "tr",
-          { class: on ? "decisive" : null, title: on ? "This header decided the verdict" : null },
-          h("th", { class: "mono" }, String(name)),
-          h("td", { class: `mono${isRedacted(lower, value) ? " redacted" : ""}` }, String(value)),
-        );
-      })
-    : [h("tr", null, h("td", { class: "muted", colspan: "2" }, "none"))];
-  const missing = [...decisive].filter((name) => title.startsWith("Response") && !rows.some(([n]) => String(n).toLowerCase() === name) && name.startsWith("access-control-"));
-  const absent = missing.map((name) => h("tr", { class: "decisive missing", title: "Absent — and that decided the verdict" }, h("th", { class: "mono" }, name), h("td", { class: "muted" }, "(missing)")));
-  return h("div", { class: "headers" }, h("h4", null, title), h("table", null, h("tbody", null, body, absent)));
+  state.detailSig = sig;
+  pane.dataset.empty = "no";
+  pane.replaceChildren(...detailContent(exchange, repeats, { onSelectExchange: (id) => select(`${state.epoch}/${id}`, true) }));
 }
 
 function renderSummary() {
@@ -437,7 +327,7 @@ function renderSummary() {
       "div",
       { class: "banner-body" },
       h("strong", null, "Repeated preflights. "),
-      `Browsers re-sent the same preflight ${advice.resent} times because their cache expired (Access-Control-Max-Age: ${ages}). `,
+      `Browsers re-sent the same preflight ${advice.resent} times because their cache expired (cached for ${ages}). `,
       "Setting ",
       h("code", null, `CORSMiddleware(..., max_age=${advice.cap})`),
       ` would have saved about ${advice.saved} round trips (Chromium caps the cache at ${advice.cap} s).`,
@@ -496,8 +386,7 @@ function togglePause() {
   if (!state.paused && state.pending.length) {
     const pending = state.pending;
     state.pending = [];
-    for (const record of pending) store.apply(record, state.epoch);
-    scheduleRender();
+    enqueue(pending, state.epoch);
   }
   renderPaused();
 }
@@ -509,6 +398,7 @@ function clearAll() {
     sessionStorage.setItem(CLEARED_KEY, JSON.stringify(state.cleared));
   }
   store.clear();
+  incoming.length = 0;
   state.pending = [];
   state.selected = null;
   state.dropped = 0;
@@ -526,10 +416,10 @@ function exportHar() {
 
 function move(delta) {
   if (!state.groups.length) return;
-  let index = state.groups.findIndex((group) => group.key === state.selected);
+  let index = state.selectedGroup ? state.groups.indexOf(state.selectedGroup) : -1;
   if (index < 0) index = delta > 0 ? -1 : state.groups.length;
   index = Math.max(0, Math.min(state.groups.length - 1, index + delta));
-  select(state.groups[index].key, true);
+  select(state.groups[index].latest.key, true);
 }
 
 function onKey(event) {
@@ -581,6 +471,7 @@ function onFilter() {
 }
 
 function init() {
+  list = new VirtualList($("rows"), { build: buildRow, keyOf: (group) => group.key, sigOf: rowSig });
   $("btn-pause").addEventListener("click", togglePause);
   $("btn-clear").addEventListener("click", clearAll);
   $("btn-har").addEventListener("click", exportHar);

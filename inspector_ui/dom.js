@@ -91,3 +91,24 @@ export function prose(text) {
   const parts = String(text ?? "").split("`");
   return parts.map((part, index) => (index % 2 === 1 ? h("code", null, part) : document.createTextNode(part)));
 }
+
+// An origin shown so its end (the port, which is what tells local origins apart) is always visible: the head
+// gets the ellipsis when the column is narrow, the tail never shrinks. The whole origin stays one text.
+export function originLabel(origin) {
+  const text = String(origin ?? "");
+  const port = /:\d+$/.exec(text);
+  const keep = Math.min(text.length, (port ? port[0].length : 0) + 6);
+  const cut = text.length - keep;
+  return h("span", { class: "elide-middle", title: text }, h("span", { class: "elide-head" }, text.slice(0, cut)), h("span", { class: "elide-tail" }, text.slice(cut)));
+}
+
+// CamelCase identifiers (Chromium's CorsError names) may break between their words when a column is narrow.
+export function breakable(text) {
+  const parts = String(text ?? "").split(/(?<=[a-z0-9])(?=[A-Z])|(?<=[_:,/])/);
+  const out = [];
+  parts.forEach((part, index) => {
+    if (index) out.push(h("wbr"));
+    out.push(document.createTextNode(part));
+  });
+  return out;
+}

@@ -66,8 +66,15 @@ def test_wheel_carries_every_inspector_ui_file(names: set[str]) -> None:
 def test_wheel_carries_every_example_file(names: set[str]) -> None:
     """Every file under examples/ (app, frontend and its page) is in the wheel under corstrace/_examples/."""
     assert "corstrace/_examples/app.py" in names
-    missing = [name for name in _source_files("examples") if f"corstrace/_examples/{name}" not in names]
+    shipped = [name for name in _source_files("examples") if not name.startswith("screenshots/")]
+    missing = [name for name in shipped if f"corstrace/_examples/{name}" not in names]
     assert missing == []
+
+
+@pytest.mark.slow
+def test_wheel_leaves_out_the_readme_screenshots(names: set[str]) -> None:
+    """examples/screenshots/ holds the README's pictures: readers need them, installs do not."""
+    assert [name for name in names if "screenshots" in name] == []
 
 
 @pytest.mark.slow
