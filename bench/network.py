@@ -45,7 +45,7 @@ def _free_port() -> int:
         return port
 
 
-def _wait_listening(port: int, timeout: float = 15.0) -> None:
+def _wait_listening(port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 from corstrace._fetch import resolve_location
 from corstrace._messages import chromium_message
-from corstrace._version import __version__
 from corstrace.engine import (
     Headers,
     Outcome,

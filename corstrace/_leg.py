@@ -47,17 +47,10 @@ class Target(NamedTuple):
         return f"{scheme}://{self.host}{path}" + (f"?{self.query.decode('latin-1')}" if self.query else "")
 
 
-class Scan(NamedTuple):
-    """What one pass over the request headers found."""
-
-    origin: bytes | None
-    host: bytes | None
-    # The headers of ``keyed_names`` (the ones that decide a verdict), Cookie without its value.
-    keyed: list[Pair]
-
-
-def scan(headers: Iterable[Sequence[bytes]], keyed_names: frozenset[bytes]) -> Scan:
-    """One pass over the request headers: Origin, Host, and the ones in ``keyed_names``.
+def scan(
+    headers: Iterable[Sequence[bytes]], keyed_names: frozenset[bytes]
+) -> tuple[bytes | None, bytes | None, list[Pair]]:
+    """One pass over the request headers: ``(Origin, Host, the headers of keyed_names)``; Cookie without its value.
 
     Runs for every cross-origin request, so it is one set test per header. ASGI servers lower-case request
     header names (the spec requires it). Pairs may be lists (the spec allows any two-item iterable): the keyed
@@ -77,7 +70,8 @@ def scan(headers: Iterable[Sequence[bytes]], keyed_names: frozenset[bytes]) -> S
                 keyed.append(_COOKIE_PRESENT)
                 continue
             keyed.append(pair if type(pair) is tuple else (pair[0], pair[1]))
-    return Scan(origin, host, keyed)
+    # A plain tuple: calling a NamedTuple class runs its Python __new__ in a frame of its own.
+    return origin, host, keyed
 
 
 def same_origin(origin: bytes, host: bytes | None, scheme: str) -> bool:
@@ -201,6 +195,12 @@ class Leg:
 
     def duration_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
+
+    def failed(self, exc: BaseException, outcome: str) -> None:
+        """The app raised ``exc``; ``outcome`` unless the client had already left."""
+        self.exception = exc
+        if self.outcome == "completed":
+            self.outcome = outcome
 
     # --- the ASGI wrappers --------------------------------------------------------------------
 

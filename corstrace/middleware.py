@@ -114,17 +114,13 @@ class CORSTraceMiddleware:
             try:
                 await self.app(scope, leg.receive, leg.send)
             except Exception as exc:
-                leg.exception = exc
-                if leg.outcome == "completed":
-                    leg.outcome = "exception"
+                leg.failed(exc, "exception")
                 if self.heal_errors and leg.status is None:
                     with recorder.guard:
                         await _heal.heal(leg, recorder.discover(scope.get("app")), receive, leg.send)
                 raise
             except BaseException as exc:  # a cancelled request task
-                leg.exception = exc
-                if leg.outcome == "completed":
-                    leg.outcome = "cancelled"
+                leg.failed(exc, "cancelled")
                 raise
             finally:
                 recorder.record(leg)  # guarded: never raises
