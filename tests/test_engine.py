@@ -347,7 +347,32 @@ def test_wpt_multiple_origins_reject(lines: tuple[str, ...]) -> None:
     """WPT cors-multiple-origins: several ACAO lines are joined with ", " and always rejected."""
     verdict = actual(tuple((ACAO, line) for line in lines))
     assert verdict.reason == "MultipleAllowOriginValues"
-    assert verdict.firefox_message is not None and "Multiple CORS header" in verdict.firefox_message
+    # Lower-case names, as every ASGI server sends them: Firefox compares the joined value (checked in Firefox).
+    assert verdict.firefox_message == (
+        f"Cross-Origin Request Blocked: The Same Origin Policy disallows reading the remote resource at {U}. "
+        f"(Reason: CORS header ‘Access-Control-Allow-Origin’ does not match ‘{', '.join(lines)}’)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "multiple"),
+    [
+        (("Access-Control-Allow-Origin", "Access-Control-Allow-Origin"), True),
+        (("Access-Control-Allow-Origin", "access-control-allow-origin", "Access-Control-Allow-Origin"), True),
+        (("Access-Control-Allow-Origin", "access-control-allow-origin"), False),
+        (("ACCESS-CONTROL-ALLOW-ORIGIN", "ACCESS-CONTROL-ALLOW-ORIGIN"), False),
+        (("access-control-allow-origin", "access-control-allow-origin"), False),
+    ],
+    ids=repr,
+)
+def test_firefox_multiple_acao_lines_depend_on_name_spelling(names: tuple[str, ...], multiple: bool) -> None:
+    """Firefox says "Multiple CORS header" only for two lines spelled exactly Access-Control-Allow-Origin."""
+    verdict = actual(tuple((name, ORIGIN) for name in names))
+    assert verdict.reason == "MultipleAllowOriginValues"
+    assert verdict.firefox_message is not None
+    assert ("(Reason: Multiple CORS header ‘Access-Control-Allow-Origin’ not allowed)." in verdict.firefox_message) is (
+        multiple
+    )
 
 
 def test_single_line_list_is_a_mismatch_in_firefox() -> None:
@@ -895,7 +920,10 @@ class TestAsDict:
             "verdict",
             "reason",
             "browser_message",
+            "browser_message_xhr",
             "firefox_message",
+            "firefox_console",
+            "initiator",
             "credentials",
             "if_credentialed",
             "warnings",
