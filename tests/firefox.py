@@ -65,6 +65,26 @@ return lines;
 """
 
 
+# Resolves once the console service holds a message containing the needle: checks what is there, then listens.
+_WAIT_FOR_MESSAGE = """
+const [needle, done] = arguments;
+const text = (message) => (message instanceof Ci.nsIScriptError ? message.errorMessage : message.message) || "";
+if ((Services.console.getMessageArray() || []).some((message) => text(message).includes(needle))) {
+  return done(true);
+}
+const listener = {
+  QueryInterface: ChromeUtils.generateQI(["nsIConsoleListener"]),
+  observe(message) {
+    if (text(message).includes(needle)) {
+      Services.console.unregisterListener(listener);
+      done(true);
+    }
+  },
+};
+Services.console.registerListener(listener);
+"""
+
+
 def firefox_path() -> str | None:
     """The Firefox ESR binary to drive, or None when none is installed."""
     for candidate in (os.environ.get("CORSTRACE_FIREFOX"), "/usr/bin/firefox-esr", shutil.which("firefox-esr")):
@@ -96,7 +116,9 @@ class Firefox:
         self._buffer = b""
         self._next_id = 0
         self._read_frame()  # the server's hello: {"applicationType": "gecko", "marionetteProtocol": 3}
-        self.command("WebDriver:NewSession", {"capabilities": {"alwaysMatch": {"acceptInsecureCerts": True}}})
+        # A whole batch of cases runs in one async script; a stuck one fails after two minutes, not 30 s.
+        capabilities = {"acceptInsecureCerts": True, "timeouts": {"script": 120_000}}
+        self.command("WebDriver:NewSession", {"capabilities": {"alwaysMatch": capabilities}})
         self._context = "content"
 
     def _connect(self) -> socket.socket:
@@ -154,17 +176,22 @@ class Firefox:
         self._set_context("content")
         self.command("WebDriver:Navigate", {"url": url})
 
-    def run(self, script: str, *args: Any, timeout_ms: int = 30_000) -> Any:
+    def run(self, script: str, *args: Any) -> Any:
         """Run an async page function ``script`` (``async (...args) => value``) in the tab; return its value."""
         self._set_context("content")
         body = f"const done = arguments[arguments.length - 1]; ({script})(...Array.from(arguments).slice(0, -1))"
         body += ".then(done, (error) => done('script error: ' + error));"
-        return self.command("WebDriver:ExecuteAsyncScript", {"script": body, "args": list(args), "scriptTimeout": timeout_ms})
+        return self.command("WebDriver:ExecuteAsyncScript", {"script": body, "args": list(args)})
 
     def cors_messages(self) -> list[tuple[str, str]]:
         """Every CORS console entry so far, as ``(category, text)``, oldest first."""
         self._set_context("chrome")
         return [tuple(item) for item in self.command("WebDriver:ExecuteScript", {"script": _CORS_MESSAGES, "args": []})]
+
+    def wait_for_console(self, needle: str) -> None:
+        """Block until a console entry containing ``needle`` has been logged (MarionetteError on timeout)."""
+        self._set_context("chrome")
+        self.command("WebDriver:ExecuteAsyncScript", {"script": _WAIT_FOR_MESSAGE, "args": [needle]})
 
     def clear_console(self) -> None:
         """Forget the console entries logged so far."""
