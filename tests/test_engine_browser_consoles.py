@@ -101,6 +101,9 @@ INITIATORS = [
         ("invalid-acao", mismatch("localhost")),
     )
 ] + [
+    # An SSE client built on fetch() or XHR (fetch-event-source…) asks for an event stream but is no EventSource.
+    Case("fetch-accept-event-stream", headers={"Accept": "text/event-stream"}, steps=(mismatch(),)),
+    Case("xhr-accept-event-stream", api="xhr", headers={"Accept": "text/event-stream"}, steps=(mismatch(),)),
     Case("keepalive-mismatch", options={"keepalive": True}, steps=(mismatch(),)),
     Case("keepalive-missing", options={"keepalive": True}, method="POST", steps=(MISSING,)),
     Case("fetch-no-cors", options={"mode": "no-cors"}, steps=(MISSING,), cors=False),
