@@ -825,11 +825,12 @@ class _Context(NamedTuple):
     def send_acao(self) -> str:
         """The fix for a missing or wrong Access-Control-Allow-Origin."""
         if self.exchange.tainted:
-            return (
-                f"Have the page call {_target(self.exchange)} directly instead of through the redirect: after a "
-                "redirect to another origin the browser sends `Origin: null`, which only "
-                "`Access-Control-Allow-Origin: *` (and no credentials) lets through."
-            )
+            # Origin: null after a cross-origin redirect: naming the page's origin can never match.
+            direct = f"Have the page call `{_show(self.exchange.request.url)}` directly instead of through the redirect"
+            if self.include:
+                # `null` would match, but so would every sandboxed iframe and data: page: never advise it.
+                return direct + ": no origin your server names can match the `Origin: null` it sends after the hop."
+            return f"{direct}, or send `Access-Control-Allow-Origin: *`{self.on_target}"
         return f"Send `Access-Control-Allow-Origin: {self.origin}`{self.credentials_too}{self.on_target}"
 
 
@@ -869,6 +870,10 @@ def _missing_acao(c: _Context) -> _Description:
         if exchange.preflight
         else f"Without it the browser does not let the page at `{_show(exchange.named_origin)}` read the response."
     )
+    if exchange.tainted:
+        mechanics += (
+            " After the redirect to another origin the browser sent `Origin: null`, which only `*` or `null` match."
+        )
     return _Description(
         f"The {c.leg}{status_note} has no `Access-Control-Allow-Origin` header.",
         mechanics,
