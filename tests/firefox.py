@@ -112,14 +112,18 @@ class Firefox:
             stderr=subprocess.DEVNULL,
             env={**os.environ, "MOZ_HEADLESS": "1"},
         )
-        self._socket = self._connect()
         self._buffer = b""
         self._next_id = 0
-        self._read_frame()  # the server's hello: {"applicationType": "gecko", "marionetteProtocol": 3}
-        # A whole batch of cases runs in one async script; a stuck one fails after two minutes, not 30 s.
-        capabilities = {"acceptInsecureCerts": True, "timeouts": {"script": 120_000}}
-        self.command("WebDriver:NewSession", {"capabilities": {"alwaysMatch": capabilities}})
         self._context = "content"
+        try:
+            self._socket = self._connect()
+            self._read_frame()  # the server's hello: {"applicationType": "gecko", "marionetteProtocol": 3}
+            # A whole batch of cases runs in one async script; a stuck one fails after two minutes, not 30 s.
+            capabilities = {"acceptInsecureCerts": True, "timeouts": {"script": 120_000}}
+            self.command("WebDriver:NewSession", {"capabilities": {"alwaysMatch": capabilities}})
+        except BaseException:
+            self._stop()
+            raise
 
     def _connect(self) -> socket.socket:
         port_file = self._profile / "MarionetteActivePort"
@@ -199,10 +203,14 @@ class Firefox:
         self.command("WebDriver:ExecuteScript", {"script": "Services.console.reset(); return true;", "args": []})
 
     def close(self) -> None:
+        """End the session, stop the browser and delete its profile."""
         with contextlib.suppress(Exception):
             self.command("WebDriver:DeleteSession")
         with contextlib.suppress(OSError):
             self._socket.close()
+        self._stop()
+
+    def _stop(self) -> None:
         self._process.terminate()
         try:
             self._process.wait(timeout=20)
