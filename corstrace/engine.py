@@ -228,6 +228,7 @@ class Verdict:
 __all__ = [
     "DECISIVE_REQUEST_HEADERS",
     "DECISIVE_RESPONSE_HEADERS",
+    "WORDING_REQUEST_HEADERS",
     "Caveat",
     "Credentials",
     "Headers",
@@ -306,12 +307,12 @@ DECISIVE_REQUEST_HEADERS = frozenset(
         "access-control-request-headers",
         # Credentials mode include (cross-site, Chromium 156 / Firefox ESR 153).
         "sec-fetch-storage-access",
-        # The initiator, which Chromium names in its message.
-        "sec-fetch-dest",
-        "accept",
-        "cache-control",
     }
 )
+# The request headers that name the initiator in Chromium's message (`Access to script at ...`): they change the
+# wording, never the verdict, reason or requested method, so decisions need not be keyed on them.
+WORDING_REQUEST_HEADERS = frozenset({"sec-fetch-dest", "accept", "cache-control"})
+_READ_REQUEST_HEADERS = DECISIVE_REQUEST_HEADERS | WORDING_REQUEST_HEADERS
 DECISIVE_RESPONSE_HEADERS = frozenset(
     {
         "access-control-allow-origin",
@@ -556,7 +557,7 @@ def _request_headers(headers: Headers) -> dict[str, str]:
     folded: dict[str, str] = {}
     for name, value in headers:
         key = name.lower()
-        if key in DECISIVE_REQUEST_HEADERS:
+        if key in _READ_REQUEST_HEADERS:
             value = value.strip(LWS)
             previous = folded.get(key)
             folded[key] = value if previous is None else f"{previous}, {value}"

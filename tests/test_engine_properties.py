@@ -9,7 +9,15 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corstrace.engine import DECISIVE_REQUEST_HEADERS, DECISIVE_RESPONSE_HEADERS, Request, Response, Verdict, evaluate
+from corstrace.engine import (
+    DECISIVE_REQUEST_HEADERS,
+    DECISIVE_RESPONSE_HEADERS,
+    WORDING_REQUEST_HEADERS,
+    Request,
+    Response,
+    Verdict,
+    evaluate,
+)
 
 KNOWN_NAMES = [
     "origin",
@@ -201,20 +209,22 @@ def test_evaluate_is_total_shrinkable(exchange: tuple[Request, Response | None])
     check(*exchange)
 
 
-DECIDED = ("verdict", "reason", "requested_method", "browser_message", "browser_message_xhr", "firefox_console")
+DECIDED = ("verdict", "reason", "requested_method", "credentials", "preflight")
+WORDED = ("browser_message", "browser_message_xhr", "firefox_console", "initiator")
 
 
-def _decided(verdict: Verdict) -> tuple[object, ...]:
-    return (*(getattr(verdict, name) for name in DECIDED), verdict.credentials, verdict.initiator, verdict.preflight)
+def _decided(verdict: Verdict, names: tuple[str, ...] = DECIDED) -> tuple[object, ...]:
+    return tuple(getattr(verdict, name) for name in names)
 
 
 @settings(max_examples=1_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(min_value=0, max_value=2**64))
 def test_only_decisive_headers_decide(seed: int) -> None:
-    """Verdict, reason and console texts never change when headers outside DECISIVE_* are added or dropped.
+    """The verdict never changes when headers outside DECISIVE_* are added or dropped; the console texts never
+    change when headers outside those and WORDING_REQUEST_HEADERS are.
 
-    The middleware keys remembered decisions on exactly those headers; a rule reading any other one would be
-    served a stale decision.
+    The middleware keys remembered decisions on exactly the DECISIVE_* headers; a rule reading any other one would
+    be served a stale decision.
     """
     request, response = _seeded_exchange(seed)
     rng = random.Random(seed ^ 0x5EED)
@@ -224,9 +234,12 @@ def test_only_decisive_headers_decide(seed: int) -> None:
         extra = tuple((f"x-noise-{index}", _junk(rng)) for index in range(rng.randint(0, 4)))
         return kept + extra
 
-    judged = _decided(evaluate(request, response))
-    quiet_request = dataclasses.replace(request, headers=noise(request.headers, DECISIVE_REQUEST_HEADERS))
+    full = evaluate(request, response)
     quiet_response = (
         None if response is None else Response(response.status, noise(response.headers, DECISIVE_RESPONSE_HEADERS))
     )
-    assert _decided(evaluate(quiet_request, quiet_response)) == judged
+    quiet_request = dataclasses.replace(request, headers=noise(request.headers, DECISIVE_REQUEST_HEADERS))
+    assert _decided(evaluate(quiet_request, quiet_response)) == _decided(full)
+    worded = DECISIVE_REQUEST_HEADERS | WORDING_REQUEST_HEADERS
+    wordy_request = dataclasses.replace(request, headers=noise(request.headers, worded))
+    assert _decided(evaluate(wordy_request, quiet_response), DECIDED + WORDED) == _decided(full, DECIDED + WORDED)
