@@ -709,12 +709,14 @@ def _redact_credentials(value: str, found: _Found, *, any_scheme: bool) -> str:
     stripped = value.strip()
     scheme, _, rest = stripped.partition(" ")
     rest = rest.strip()
-    _note(found, value, stripped, rest)
     known = scheme.lower() in _KNOWN_SCHEMES
     if rest and (known or (any_scheme and _SCHEME.match(scheme) and not looks_secret(scheme))):
+        # The credentials alone: scrubbing them out of "… Bearer <x> …" leaves "Bearer [redacted]".
+        _note(found, rest)
         if scheme.lower() == "basic":
             _note(found, *_basic_parts(rest))
         return f"{scheme} {REDACTED}"
+    _note(found, value, stripped)
     return REDACTED
 
 
