@@ -68,6 +68,8 @@ MIN_SECRET_LENGTH = 6
 _MAX_SECRETS = 64
 _MAX_MEMO = 1024
 _MAX_MEMO_KEY = 128
+_MAX_MEMO_URLS = 256
+_MAX_MEMO_URL = 1024
 # How deep nested URLs (a redirect_uri holding a URL holding a URL) are followed.
 _MAX_DEPTH = 3
 
@@ -343,6 +345,11 @@ _MARKER_SEGMENTS = frozenset(
     }
 )
 
+# As sent, without a lower() per segment on the fast path.
+_MARKER_SEGMENTS_ANY_CASE = frozenset(
+    variant for word in _MARKER_SEGMENTS for variant in (word, word.capitalize(), word.upper())
+)
+
 _KEEP, _URL, _LINK, _REFRESH, _AUTH, _COOKIE, _SET_COOKIE, _WS_PROTOCOL, _SECRET, _OTHER = range(10)
 _SENSITIVE_KINDS = (_AUTH, _COOKIE, _SET_COOKIE, _SECRET)
 _SPECIAL_KINDS = {
@@ -387,10 +394,6 @@ _DIGITS = frozenset("0123456789")
 _HEADER_WORDS = re.compile(r"[-_.\s]+")
 _WORD_SPLIT = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
-# Cheap pre-checks: a URL with none of these has nothing to redact (most URLs).
-_URL_CANDIDATE = re.compile(
-    r"[?#;@]|[A-Za-z0-9_~+=%-]{16,}|eyJ|/(?:" + "|".join(sorted(_MARKER_SEGMENTS)) + r")/", re.IGNORECASE
-)
 _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s<>\"'`]+")
 _LINK_TARGET = re.compile(r"<([^>]*)>")
 _REFRESH_URL = re.compile(r"(?i)(url\s*=\s*['\"]?)([^'\"]*)")
@@ -416,7 +419,7 @@ class Redactor:
             name (the inverted rule), instead of only the secret-shaped ones.
     """
 
-    __slots__ = ("_kinds", "_names", "_strict")
+    __slots__ = ("_kinds", "_names", "_plain", "_strict", "_urls")
 
     def __init__(self, extra: Iterable[str] = (), *, strict: bool = False) -> None:
         names = {name.strip().lower() for name in extra}
@@ -431,6 +434,11 @@ class Redactor:
         self._strict = strict
         # Kind by name as sent (no lower() on the fast path); bounded, so random names cannot grow it.
         self._kinds: dict[str, int] = {}
+        # The names of _kinds whose values are kept as they are: the fast path's one lookup.
+        self._plain: set[str] = set()
+        # Redacted URL-valued headers by value: a page's Referer repeats on every request it makes. Bounded
+        # in entries and in the size of each (~256 KB at most).
+        self._urls: dict[str, str] = {}
 
     def is_sensitive(self, name: str) -> bool:
         """Whether ``name``'s value is redacted whatever it holds."""
@@ -454,8 +462,16 @@ class Redactor:
         before it is redacted (so a huge value costs no more than a small one) and carries a visible
         ``…[truncated N bytes]`` marker.
         """
-        kinds = self._kinds
+        plain = self._plain
         out: list[list[str]] = []
+        if max_headers is None and value_limit is None:
+            # The path every event takes: most names are known harmless, one set lookup each.
+            for name, value in pairs:
+                if name in plain:
+                    out.append([name, value])
+                else:
+                    out.append([name, self._value(self._kind(name), value, None)])
+            return out
         extra = 0
         for name, value in pairs:
             if max_headers is not None and len(out) >= max_headers:
@@ -463,11 +479,10 @@ class Redactor:
                 continue
             if value_limit is not None and (len(value) > value_limit or len(name) > value_limit):
                 out.append(self._cut(name, value, value_limit))
-                continue
-            kind = kinds.get(name)
-            if kind is None:
-                kind = self._kind(name)
-            out.append([name, value if kind == _KEEP else self._value(kind, value, None)])
+            elif name in plain:
+                out.append([name, value])
+            else:
+                out.append([name, self._value(self._kind(name), value, None)])
         if extra:
             out.append(["…", f"[truncated {extra} more headers]"])
         return out
@@ -496,6 +511,8 @@ class Redactor:
             kind = self._classify(name.strip().lower())
             if len(self._kinds) < _MAX_MEMO and len(name) <= _MAX_MEMO_KEY:
                 self._kinds[name] = kind
+                if kind == _KEEP:
+                    self._plain.add(name)
         return kind
 
     def _classify(self, lowered: str) -> int:
@@ -516,7 +533,16 @@ class Redactor:
         if kind == _OTHER:
             return _redact_other(value, found, self._strict)
         if kind == _URL:
-            return _redact_url(value, found, 0)
+            if found is not None:
+                return _redact_url(value, found, 0)
+            shown = self._urls.get(value)
+            if shown is None:
+                shown = _redact_url(value, None, 0)
+                if len(value) <= _MAX_MEMO_URL:
+                    if len(self._urls) >= _MAX_MEMO_URLS:
+                        self._urls.clear()
+                    self._urls[value] = shown
+            return shown
         if kind == _LINK:
             return _LINK_TARGET.sub(lambda m: f"<{_redact_url(m.group(1), found, 0)}>", value)
         if kind == _REFRESH:
@@ -560,8 +586,14 @@ def redact_url(url: str) -> str:
 
     Scheme, host and port are never changed (CORS compares origins), nor anything that holds no secret.
     """
-    if not _URL_CANDIDATE.search(url):
-        return url
+    if "?" in url or "#" in url or "@" in url or ";" in url or "eyJ" in url:
+        return _redact_url(url, None, 0)
+    # Most URLs: only the path could hold a secret, and a look at its segments (past "scheme://host")
+    # rules that out for less than redacting would cost.
+    segments = url.split("/")
+    if _segments_need_work(segments, 3 if url.find("://") > 0 else 0):
+        return _redact_url(url, None, 0)
+    return url
     return _redact_url(url, None, 0)
 
 
@@ -709,12 +741,13 @@ def _redact_credentials(value: str, found: _Found, *, any_scheme: bool) -> str:
     stripped = value.strip()
     scheme, _, rest = stripped.partition(" ")
     rest = rest.strip()
-    known = scheme.lower() in _KNOWN_SCHEMES
-    if rest and (known or (any_scheme and _SCHEME.match(scheme) and not looks_secret(scheme))):
-        # The credentials alone: scrubbing them out of "… Bearer <x> …" leaves "Bearer [redacted]".
-        _note(found, rest)
-        if scheme.lower() == "basic":
-            _note(found, *_basic_parts(rest))
+    lowered = scheme.lower()
+    if rest and (lowered in _KNOWN_SCHEMES or (any_scheme and _SCHEME.match(scheme) and not looks_secret(scheme))):
+        if found is not None:
+            # The credentials alone: scrubbing them out of "… Bearer <x> …" leaves "Bearer [redacted]".
+            found.append(rest)
+            if lowered == "basic":
+                found.extend(_basic_parts(rest))
         return f"{scheme} {REDACTED}"
     _note(found, value, stripped)
     return REDACTED
@@ -831,10 +864,23 @@ def _redact_url(url: str, found: _Found, depth: int) -> str:
     return shown
 
 
+def _segments_need_work(segments: list[str], start: int) -> bool:
+    """Whether any path segment from ``start`` on could be redacted (see _redact_path); usually False."""
+    after_marker = False
+    for segment in segments[start:]:
+        size = len(segment)
+        if size >= 16 or (after_marker and size >= 8):
+            return True
+        after_marker = segment in _MARKER_SEGMENTS_ANY_CASE
+    return False
+
+
 def _redact_path(path: str, found: _Found) -> str:
-    if not path or not _URL_CANDIDATE.search(path):
+    if not path:
         return path
     segments = path.split("/")
+    if found is None and ";" not in path and "eyJ" not in path and not _segments_need_work(segments, 0):
+        return path
     after_marker = False
     for index, segment in enumerate(segments):
         if not segment:
