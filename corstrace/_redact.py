@@ -419,7 +419,7 @@ class Redactor:
             name (the inverted rule), instead of only the secret-shaped ones.
     """
 
-    __slots__ = ("_kinds", "_names", "_plain", "_strict", "_urls")
+    __slots__ = ("_extra", "_kinds", "_plain", "_strict", "_urls")
 
     def __init__(self, extra: Iterable[str] = (), *, strict: bool = False) -> None:
         names = {name.strip().lower() for name in extra}
@@ -430,7 +430,7 @@ class Redactor:
                 "and it holds no secret."
             )
             raise ValueError(msg)
-        self._names = DEFAULT_SENSITIVE_HEADERS | names
+        self._extra = frozenset(names)
         self._strict = strict
         # Kind by name as sent (no lower() on the fast path); bounded, so random names cannot grow it.
         self._kinds: dict[str, int] = {}
@@ -516,14 +516,15 @@ class Redactor:
         return kind
 
     def _classify(self, lowered: str) -> int:
-        if lowered in self._names and lowered not in _SPECIAL_KINDS:
+        # The user's names first: redact_headers=["Referer"] means the whole value, not its URL's secrets.
+        if lowered in self._extra:
             return _SECRET
         special = _SPECIAL_KINDS.get(lowered)
         if special is not None:
             return special
         if lowered in _HARMLESS or lowered.startswith(_HARMLESS_PREFIXES):
             return _KEEP
-        if _secret_name(lowered, header=True):
+        if lowered in DEFAULT_SENSITIVE_HEADERS or _secret_name(lowered, header=True):
             return _SECRET
         return _OTHER
 
@@ -544,9 +545,14 @@ class Redactor:
                     self._urls[value] = shown
             return shown
         if kind == _LINK:
-            return _LINK_TARGET.sub(lambda m: f"<{_redact_url(m.group(1), found, 0)}>", value)
+            if "<" in value:
+                return _LINK_TARGET.sub(lambda m: f"<{_redact_url(m.group(1), found, 0)}>", value)
+            return _URL_IN_TEXT.sub(lambda m: _redact_url(m.group(), found, 0), value)
         if kind == _REFRESH:
-            return _REFRESH_URL.sub(lambda m: m.group(1) + _redact_url(m.group(2), found, 0), value)
+            if _REFRESH_URL.search(value):
+                return _REFRESH_URL.sub(lambda m: m.group(1) + _redact_url(m.group(2), found, 0), value)
+            # "5; https://…" without "url=": browsers accept it too.
+            return _URL_IN_TEXT.sub(lambda m: _redact_url(m.group(), found, 0), value)
         if kind == _AUTH:
             return _redact_credentials(value, found, any_scheme=True)
         if kind == _COOKIE:

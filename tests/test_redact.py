@@ -146,6 +146,8 @@ def test_websocket_subprotocols_are_kept_and_bearer_tokens_redacted(value: str, 
             f'<https://a.test/?page=3&sig={REDACTED}>; rel="next"',
         ),
         ("Refresh", "5; url=/next?ticket=abc", f"5; url=/next?ticket={REDACTED}"),
+        ("Refresh", "5; https://a.test/?ticket=abc", f"5; https://a.test/?ticket={REDACTED}"),
+        ("Link", "https://a.test/?token=abc", f"https://a.test/?token={REDACTED}"),
         ("X-Original-URL", "/admin?password=abc", f"/admin?password={REDACTED}"),
         ("X-Callback", "see https://a.test/cb?access_token=abc", f"see https://a.test/cb?access_token={REDACTED}"),
     ],
@@ -189,6 +191,12 @@ def test_strict_redacts_every_unknown_value_but_keeps_the_known_harmless_ones() 
 def test_configured_names_are_redacted_case_insensitively() -> None:
     """redact_headers=[...] adds names, matched whatever their case."""
     assert Redactor(["X-Tenant"]).headers([("x-tenant", "acme")]) == [["x-tenant", REDACTED]]
+
+
+def test_a_configured_name_redacts_the_whole_value_even_of_a_url_or_harmless_header() -> None:
+    """redact_headers=["Referer"] means the whole Referer, not only its URL's secrets."""
+    shown = Redactor(["Referer", "User-Agent"]).headers([("Referer", "http://a.test/p"), ("User-Agent", "x")])
+    assert shown == [["Referer", REDACTED], ["User-Agent", REDACTED]]
 
 
 @pytest.mark.parametrize("name", ["Origin", "host", "Access-Control-Allow-Origin", "Sec-Fetch-Mode", "Vary"])
