@@ -449,3 +449,50 @@ def test_scrub_leaves_text_without_secrets_unchanged() -> None:
 def test_redact_text_removes_secret_shapes_from_free_text(text: str, shown: str) -> None:
     """An app's own outbound credentials in an exception message are secrets too."""
     assert redact_text(text) == shown
+
+
+_PIECES = st.sampled_from(
+    [
+        "a",
+        "page",
+        "2",
+        "token",
+        "code",
+        "q",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+        "%2F",
+        "%3D",
+        "+",
+        "[redacted]",
+        "reset",
+        "abcd1234efgh",
+        "http://n.test/?sig=x",
+        "/p?ticket=y",
+        ";",
+        "=",
+        "&",
+        "?",
+        "#",
+        "@",
+        ":",
+        "/",
+        "[",
+        "]",
+    ]
+)
+
+
+@given(
+    st.sampled_from(["http://", "https://", "//", "", "ws://"]),
+    st.sampled_from(["", "user:pw@", "tok@", "a@b@"]),
+    st.sampled_from(["api.test", "[::1]:8000", "[::1", "a.test:99999", ""]),
+    st.lists(_PIECES, max_size=12),
+)
+def test_redact_url_on_url_shaped_text_is_idempotent_and_keeps_the_host(
+    scheme: str, userinfo: str, host: str, pieces: list[str]
+) -> None:
+    url = scheme + userinfo + host + "/" + "".join(pieces)
+    once = redact_url(url)
+    assert redact_url(once) == once
+    if scheme.endswith("//"):
+        assert host in once and ("pw@" not in once and "tok@" not in once)
