@@ -395,6 +395,34 @@ _HEADER_WORDS = re.compile(r"[-_.\s]+")
 _WORD_SPLIT = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
 _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s<>\"'`]+")
+_PREFIX_HINTS = ("gh", "github_pat_", "glpat-", "xox", "k_live_", "k_test_", "sk-", "AKIA", "ASIA", "AIza")
+_SCHEME_HINTS = tuple(sorted(_KNOWN_SCHEMES - {"key", "mac"}))
+_NAME_HINTS = (
+    "pass",
+    "pwd",
+    "token",
+    "secret",
+    "key",
+    "auth",
+    "sig",
+    "session",
+    "sid",
+    "cookie",
+    "csrf",
+    "xsrf",
+    "jwt",
+    "otp",
+    "ticket",
+    "credential",
+    "bearer",
+    "saml",
+    "hmac",
+    "pin",
+    "private",
+    "dpop",
+    "assertion",
+    "sessid",
+)
 _LINK_TARGET = re.compile(r"<([^>]*)>")
 _REFRESH_URL = re.compile(r"(?i)(url\s*=\s*['\"]?)([^'\"]*)")
 _SCHEME_IN_TEXT = re.compile(
@@ -612,15 +640,24 @@ def redact_text(text: str) -> str:
     """
     if not text:
         return text
+    # Each pass runs only when a cheap substring check says it could match: most exception text has nothing.
     if "://" in text:
         text = _URL_IN_TEXT.sub(lambda m: _redact_url(m.group(), None, 0), text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
-    text = _PREFIXED.sub(REDACTED, text)
-    text = _SCHEME_IN_TEXT.sub(_scheme_in_text, text)
-    if "=" in text or '":' in text:
+    if any(prefix in text for prefix in _PREFIX_HINTS):
+        text = _PREFIXED.sub(REDACTED, text)
+    lowered = text.lower()
+    if any(scheme in lowered for scheme in _SCHEME_HINTS):
+        text = _SCHEME_IN_TEXT.sub(_scheme_in_text, text)
+    if ("=" in text or '":' in text) and any(word in lowered for word in _NAME_HINTS):
         text = _PAIR_IN_TEXT.sub(_pair_in_text, text)
-    return _RUN.sub(lambda m: REDACTED if _random_run(m.group()) else m.group(), text)
+    for word in text.split():
+        if len(word) >= 16:
+            for run in _RUN.findall(word):
+                if _random_run(run):
+                    text = text.replace(run, REDACTED)
+    return text
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:
