@@ -961,13 +961,21 @@ def _redact_params(query: str, found: _Found, depth: int, separator: str = "&") 
         decoded = unquote_plus(value) if ("%" in value or "+" in value) else value
         if value == REDACTED or decoded == REDACTED:
             continue
-        if _secret_param(name) or looks_secret(decoded):
+        if _secret_param(name):
             _note(found, value, decoded)
             pieces[index] = f"{name}={REDACTED}"
-        elif depth < _MAX_DEPTH and ("://" in decoded or (decoded.startswith("/") and "?" in decoded)):
+        elif depth < _MAX_DEPTH and ("://" in decoded or decoded.startswith("/")):
+            # A URL in a parameter (?next=, ?redirect_uri=): redacted as one, so its harmless parts stay.
             nested = _redact_url(decoded, found, depth + 1)
-            if nested != decoded:
+            if looks_secret(nested):
+                # Not a URL after all (or one whose secret the split missed): the whole value goes.
+                _note(found, value, decoded)
+                pieces[index] = f"{name}={REDACTED}"
+            elif nested != decoded:
                 pieces[index] = f"{name}={quote(nested, safe='/:[]@!$()*,')}"
+        elif looks_secret(decoded):
+            _note(found, value, decoded)
+            pieces[index] = f"{name}={REDACTED}"
     return separator.join(pieces)
 
 

@@ -496,3 +496,9 @@ def test_redact_url_on_url_shaped_text_is_idempotent_and_keeps_the_host(
     assert redact_url(once) == once
     if scheme.endswith("//"):
         assert host in once and ("pw@" not in once and "tok@" not in once)
+
+
+def test_a_url_in_a_parameter_is_redacted_as_a_url() -> None:
+    """?next=/reset/<token> keeps its route: only the token goes."""
+    shown = redact_url("http://a.test/start?next=/reset/Xk9fQ2mZ7pL4rT8vB1nC6yH3&page=2")
+    assert shown == f"http://a.test/start?next=/reset/{REDACTED}&page=2"
