@@ -11,7 +11,9 @@ bytes cut), so a reader knows it is incomplete.
 - :func:`truncation_marker` is the marker alone, for code that cuts, transforms the kept part (redaction),
   then appends it.
 
-Cut after redacting, never before: a secret cut in half is no longer recognisable (see corstrace._redact).
+Redact before cutting text (a secret cut in half is no longer recognisable, see corstrace._redact), or cut
+the way ``Redactor.headers(value_limit=)`` does: redact the part kept, and cut a token straddling the limit
+whole, then append the marker.
 """
 
 from __future__ import annotations

@@ -423,6 +423,10 @@ _NAME_HINTS = (
     "assertion",
     "sessid",
 )
+# A token cut after fewer characters than this may not be recognised by its shape any more.
+_MAX_STRADDLE = 32
+_TOKEN_CHAR = re.compile(r"[A-Za-z0-9_+~-]")
+_TRAILING_RUN = re.compile(r"[A-Za-z0-9_+~-]+\Z")
 _LINK_TARGET = re.compile(r"<([^>]*)>")
 _REFRESH_URL = re.compile(r"(?i)(url\s*=\s*['\"]?)([^'\"]*)")
 _SCHEME_IN_TEXT = re.compile(
@@ -600,8 +604,15 @@ class Redactor:
         kind = self._kind(name[:limit])
         if len(value) <= limit:
             return [shown_name, self._value(kind, value, None)]
-        head = self._value(kind, value[:limit], None)
-        return [shown_name, head + truncation_marker(value[limit:])]
+        keep = limit
+        if _TOKEN_CHAR.match(value, limit):
+            # A token straddles the cut: a short start of it might no longer look like a secret, so it goes
+            # with the rest. A longer one is kept: it is recognised (or redacted by name) like any value.
+            run = _TRAILING_RUN.search(value, max(0, limit - _MAX_STRADDLE), limit)
+            if run is not None and run.start() > limit - _MAX_STRADDLE:
+                keep = run.start()
+        head = self._value(kind, value[:keep], None)
+        return [shown_name, head + truncation_marker(value[keep:])]
 
 
 def looks_secret(value: str) -> bool:

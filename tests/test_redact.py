@@ -245,6 +245,13 @@ def test_a_long_referer_keeps_its_redaction_when_cut() -> None:
     assert shown == f"http://localhost:5173/?token={REDACTED}…[truncated 981 bytes]"
 
 
+def test_a_token_straddling_the_cut_goes_whole() -> None:
+    """Its first characters alone would no longer look like a secret: they are cut with the rest."""
+    token = "Rk3v9QmZ2pXw7LtB4nYc8HsD1fGj6KaE"
+    [[_, shown]] = Redactor().headers([("X-Context", "user=bob " + "x" * 1990 + " " + token)], value_limit=2010)
+    assert shown.endswith(" …[truncated 32 bytes]") and "Rk3v" not in shown
+
+
 def test_a_long_header_name_is_cut_too() -> None:
     """A 100 KB header name is as much memory as a 100 KB value."""
     [[name, value]] = Redactor().headers([("x-" + "n" * 100_000, "v")], value_limit=256)
