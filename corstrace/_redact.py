@@ -2,6 +2,7 @@
 
 The rule, per header (the name is always kept, and so the fact that a credentialed request happened):
 
+0. The configured extra names (``redact_headers=``): the whole value, always. Names CORS needs are refused.
 1. Values CORS debugging needs are kept exactly, whatever they look like: ``Origin``, ``Host``, ``Vary``,
    ``Content-Type``, ``Access-Control-*``, ``Sec-Fetch-*``, and a list of standard headers known to carry no
    secret (``Accept``, ``User-Agent``, ``Cache-Control``, ``WWW-Authenticate``, ``traceparent`` …).
@@ -11,7 +12,7 @@ The rule, per header (the name is always kept, and so the fact that a credential
    ``Cookie``, ``Set-Cookie`` (the cookie's name and attributes are kept: ``SameSite``/``Secure`` decide
    credentialed CORS), ``Sec-WebSocket-Protocol`` bearer tokens, a list of names (``X-API-Key``, ``DPoP`` …)
    and name families (a ``key``, ``auth…``, ``token``, ``secret``, ``signature``, ``credential``, ``csrf`` …
-   word in the name), plus the configured extra names.
+   word in the name; ``author``/``authority`` are not).
 4. Any other header keeps its value unless the value is secret-shaped (a JWT, a long random-looking string, a
    known token prefix, ``Bearer …``); URLs inside it are redacted. ``Redactor(strict=True)`` redacts every
    value of this group instead (the inverted rule).
@@ -20,7 +21,8 @@ URLs (:func:`redact_url`): scheme, host and port are never changed; userinfo bec
 of secret-named query, fragment and matrix (``;token=``) parameters, secret-shaped values under any name,
 and token-like path segments (JWTs, long random-looking segments, the segment after ``/reset/``,
 ``/token/`` …) become ``[redacted]``; nested URLs in parameter values are redacted too. Everything else is
-kept byte for byte, and ``redact_url(redact_url(u)) == redact_url(u)``.
+kept byte for byte (UUIDs, numbers, slugs and asset hashes are ids, not capabilities), it never raises on a
+malformed URL, and ``redact_url(redact_url(u)) == redact_url(u)`` (two layers may redact the same URL).
 
 Public helpers:
 
