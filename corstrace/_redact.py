@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote, unquote, unquote_plus
 
@@ -496,29 +497,40 @@ class Redactor:
         before it is redacted (so a huge value costs no more than a small one) and carries a visible
         ``…[truncated N bytes]`` marker.
         """
-        plain = self._plain
-        out: list[list[str]] = []
         if max_headers is None and value_limit is None:
-            # The path every event takes: most names are known harmless, one set lookup each.
-            for name, value in pairs:
-                if name in plain:
-                    out.append([name, value])
-                else:
-                    out.append([name, self._value(self._kind(name), value, None)])
-            return out
+            return self._redacted(pairs)
+        items = pairs if isinstance(pairs, (list, tuple)) else list(pairs)
         extra = 0
-        for name, value in pairs:
-            if max_headers is not None and len(out) >= max_headers:
-                extra += 1
-                continue
-            if value_limit is not None and (len(value) > value_limit or len(name) > value_limit):
-                out.append(self._cut(name, value, value_limit))
+        if max_headers is not None and len(items) > max_headers:
+            extra = len(items) - max_headers
+            items = items[:max_headers]
+        limit = value_limit if value_limit is not None else sys.maxsize
+        # Names in _plain are at most _MAX_MEMO_KEY long: under a limit at least that long, their length
+        # needs no check.
+        plain = self._plain if limit >= _MAX_MEMO_KEY else set()
+        out: list[list[str]] = []
+        for name, value in items:
+            if len(value) > limit:
+                out.append(self._cut(name, value, limit))
             elif name in plain:
                 out.append([name, value])
+            elif len(name) > limit:
+                out.append(self._cut(name, value, limit))
             else:
                 out.append([name, self._value(self._kind(name), value, None)])
         if extra:
             out.append(["…", f"[truncated {extra} more headers]"])
+        return out
+
+    def _redacted(self, pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
+        """The path every event takes: most names are known harmless, one set lookup each."""
+        plain = self._plain
+        out: list[list[str]] = []
+        for name, value in pairs:
+            if name in plain:
+                out.append([name, value])
+            else:
+                out.append([name, self._value(self._kind(name), value, None)])
         return out
 
     def secrets(self, headers: Iterable[tuple[str, str]], url: str | None = None) -> tuple[str, ...]:

@@ -509,3 +509,11 @@ def test_a_url_in_a_parameter_is_redacted_as_a_url() -> None:
     """?next=/reset/<token> keeps its route: only the token goes."""
     shown = redact_url("http://a.test/start?next=/reset/Xk9fQ2mZ7pL4rT8vB1nC6yH3&page=2")
     assert shown == f"http://a.test/start?next=/reset/{REDACTED}&page=2"
+
+
+def test_a_remembered_harmless_name_longer_than_a_small_limit_is_still_cut() -> None:
+    redactor = Redactor()
+    name = "sec-ch-" + "a" * 100
+    redactor.headers([(name, "v")])  # remembered as harmless
+    [[shown, _]] = redactor.headers([(name, "v")], value_limit=64)
+    assert shown == name[:64] + "…[truncated 43 bytes]"
