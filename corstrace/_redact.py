@@ -2,7 +2,7 @@
 
 The rule, per header (the name is always kept, and so the fact that a credentialed request happened):
 
-0. The configured extra names (``redact_headers=``): the whole value, always. Names CORS needs are refused.
+0. The configured extra names (``redact_headers=``): the whole value, always, whatever the name.
 1. Values CORS debugging needs are kept exactly, whatever they look like: ``Origin``, ``Host``, ``Vary``,
    ``Content-Type``, ``Access-Control-*``, ``Sec-Fetch-*``, and a list of standard headers known to carry no
    secret (``Accept``, ``User-Agent``, ``Cache-Control``, ``WWW-Authenticate``, ``traceparent`` …).
@@ -448,8 +448,8 @@ class Redactor:
     """Replaces secret values; the configured extra names are matched case-insensitively.
 
     Args:
-        extra: More header names whose values are always redacted. CORS-critical names (``Origin``,
-            ``Host``, ``Access-Control-*`` …) are refused: corstrace needs their values and they hold no secret.
+        extra: More header names whose values are always redacted, whole, whatever the name (even one CORS
+            needs: verdicts are decided from the raw headers, only what is shown loses the value).
         strict: Redact the value of every header that is neither known harmless, URL-valued nor handled by
             name (the inverted rule), instead of only the secret-shaped ones.
     """
@@ -457,15 +457,9 @@ class Redactor:
     __slots__ = ("_extra", "_kinds", "_plain", "_strict", "_urls")
 
     def __init__(self, extra: Iterable[str] = (), *, strict: bool = False) -> None:
-        names = {name.strip().lower() for name in extra}
-        critical = sorted(name for name in names if _critical(name))
-        if critical:
-            msg = (
-                f"{', '.join(critical)} cannot be redacted: corstrace needs the exact value to explain CORS, "
-                "and it holds no secret."
-            )
-            raise ValueError(msg)
-        self._extra = frozenset(names)
+        # Any name, even Vary or Origin: the user asked, and verdicts and causes are decided from the raw
+        # headers, never from these redacted copies (tests/test_pipeline.py holds the pipeline to that).
+        self._extra = frozenset(name.strip().lower() for name in extra)
         self._strict = strict
         # Kind by name as sent (no lower() on the fast path); bounded, so random names cannot grow it.
         self._kinds: dict[str, int] = {}
@@ -702,10 +696,6 @@ def scrub(text: str, secrets: Sequence[str] = ()) -> str:
 # --- names ------------------------------------------------------------------------------------------------
 
 _query_names: dict[str, bool] = {}
-
-
-def _critical(lowered: str) -> bool:
-    return lowered in _CORS_CRITICAL or lowered.startswith(_CORS_CRITICAL_PREFIXES)
 
 
 def _secret_name(name: str, *, header: bool) -> bool:
