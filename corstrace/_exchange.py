@@ -15,6 +15,7 @@ import os
 from typing import Any, NamedTuple, TypeVar
 
 from corstrace._leg import Target
+from corstrace._limits import ORIGIN_LIMIT
 
 # The browser sends the actual request within milliseconds of the preflight's answer; a generous window still
 # tolerates a paused debugger.
@@ -160,6 +161,8 @@ def _take_expired(table: dict[Any, _Entry], now: float, window: float) -> list[_
 
 
 def _put(table: dict[Any, _Entry], key: Any, value: _Entry) -> None:
+    if len(value.origin) > ORIGIN_LIMIT:
+        return  # no browser sends such an Origin; keeping it would let a flood grow memory in bytes
     # Re-inserted at the end, so the dict stays in arrival order.
     table.pop(key, None)
     table[key] = value

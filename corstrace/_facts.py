@@ -13,6 +13,7 @@ from corstrace._config import Stack
 from corstrace._crash import Crash
 from corstrace._exchange import Hop
 from corstrace._leg import Leg, Pair, Target, TextHeaders, decoded
+from corstrace._limits import URL_LIMIT, truncate
 from corstrace._redact import redact_url
 from corstrace.engine import Request, Response, Verdict, evaluate
 
@@ -66,7 +67,8 @@ class Texts(NamedTuple):
 
 
 def texts_of(facts: LegFacts) -> Texts:
-    return Texts(redact_url(facts.target.url()), decoded(facts.request_headers), decoded(facts.response_headers))
+    url = truncate(redact_url(facts.target.url()), URL_LIMIT)
+    return Texts(url, decoded(facts.request_headers), decoded(facts.response_headers))
 
 
 def judge(facts: LegFacts, texts: Texts) -> Verdict:

@@ -36,6 +36,7 @@ _FILTERING_CLASSES: dict[type[Any], int] = {
 # one, and at most MAX_ORIGINS_PER_TARGET distinct origins are logged per (method, path, reason) per window.
 AGGREGATE_WINDOW = 60.0
 LOG_FIRST = 3
+_KEY_PART_LIMIT = 512
 MAX_KEYS = 2048
 MAX_ORIGINS_PER_TARGET = 5
 
@@ -76,6 +77,9 @@ class Aggregator:
         self._targets: OrderedDict[tuple[str, str, str], _Window] = OrderedDict()
 
     def admit(self, origin: str, method: str, path: str, reason: str, now: float) -> Admission:
+        if len(origin) > _KEY_PART_LIMIT or len(path) > _KEY_PART_LIMIT:
+            # Memory is bounded in bytes: a flood of huge values is counted under their bounded prefixes.
+            origin, path = origin[:_KEY_PART_LIMIT], path[:_KEY_PART_LIMIT]
         key = (origin, method, path, reason)
         seen = self._keys.get(key)
         if seen is not None and now - seen.started < self.window:

@@ -26,6 +26,7 @@ from corstrace._guard import Guard, guarded
 from corstrace._inspector.hub import Hub, SharedRecord
 from corstrace._inspector.server import Inspector
 from corstrace._leg import Leg
+from corstrace._limits import URL_LIMIT, truncate
 from corstrace._log import Admission, Aggregator, debug_enabled, log_leg, logger
 from corstrace._redact import Redactor, redact_url
 
@@ -46,7 +47,7 @@ class Recorder:
         self._decisions = Decisions()
         self._tracker = Tracker()
         self._crashes = Crashes()
-        self._events = Events(redactor)
+        self._events = Events(redactor, self.guard)
         self._aggregator = Aggregator(aggregate_window)
         self._announced = False
 
@@ -218,7 +219,8 @@ class Recorder:
 
 
 def _location(leg: Leg) -> str | None:
+    """Where a redirect leads, as the next hop's own (redacted, bounded) URL will read: the key it is linked by."""
     for name, value in leg.response_text():
         if name.lower() == "location":
-            return resolve_location(leg.url(), value)
+            return truncate(redact_url(resolve_location(leg.url(), value)), URL_LIMIT)
     return None

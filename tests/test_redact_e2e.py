@@ -105,12 +105,6 @@ def test_cors_values_reach_events_exactly(logs: list[dict[str, Any]]) -> None:
     assert ["sec-fetch-mode", "cors"] in leg["request_headers"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13 item 5: the event's `path` is the raw scope path (matrix parameters, token segments); "
-    "the middleware must show redact_url(path) as it does for `url`",
-)
 def test_no_url_secret_reaches_events_console_or_inspector(logs: list[dict[str, Any]]) -> None:
     app = _app()
     with TestClient(app) as client:
@@ -118,12 +112,6 @@ def test_no_url_secret_reaches_events_console_or_inspector(logs: list[dict[str, 
     assert_no_leaks(*_outputs(app, logs), corpus=_only("path ", "query "))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13 item 5: exception message, traceback and explanation quote the request's own secrets; "
-    "the middleware must scrub them with Redactor.secrets() + scrub() (or format_exception_plain(secrets=))",
-)
 def test_no_secret_quoted_in_an_exception_reaches_events_console_or_inspector(logs: list[dict[str, Any]]) -> None:
     app = _app()
     with TestClient(app, raise_server_exceptions=False) as client:
