@@ -42,7 +42,7 @@ def facts_of(leg: Leg, hop: Hop | None, crash: Crash | None, stack: Stack | None
         hop = hop._replace(exchange_id=0, at=0.0)
     return LegFacts(
         leg.method,
-        leg.origin,
+        leg.origin(),
         leg.target(),
         leg.path(),
         leg.request_pairs(),

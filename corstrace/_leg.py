@@ -48,31 +48,19 @@ class Target(NamedTuple):
         return f"{scheme}://{self.host}{path}" + (f"?{self.query.decode('latin-1')}" if self.query else "")
 
 
-def scan(
-    headers: Iterable[Sequence[bytes]], keyed_names: frozenset[bytes]
-) -> tuple[bytes | None, bytes | None, list[Pair]]:
-    """One pass over the request headers: ``(Origin, Host, the headers of keyed_names)``; Cookie without its value.
+def scan(headers: Iterable[Sequence[bytes]], keyed_names: frozenset[bytes]) -> tuple[bytes | None, list[Pair]]:
+    """The request headers named in ``keyed_names`` (those that decide a verdict, and Host), and Host's value.
 
-    Runs for every cross-origin request, so it is one set test per header. ASGI servers lower-case request
-    header names (the spec requires it). Pairs may be lists (the spec allows any two-item iterable): the keyed
-    ones are kept as tuples, so they can be hashed.
+    Runs for every cross-origin request: a comprehension (one set test per header) does the pass, and Host,
+    which servers put first, ends the second loop at once. ASGI servers lower-case request header names (the
+    spec requires it). A Cookie is kept without its value: only its presence decides anything, and its value
+    would make every user's decision a different one.
     """
-    origin = host = None
-    keyed: list[Pair] = []
-    for pair in headers:
-        name = pair[0]
-        if name in keyed_names:
-            if name == _HOST:
-                host = pair[1]
-                continue
-            if name == ORIGIN:
-                origin = pair[1]
-            elif name == _COOKIE:
-                keyed.append(_COOKIE_PRESENT)
-                continue
-            keyed.append(pair if type(pair) is tuple else (pair[0], pair[1]))
-    # A plain tuple: calling a NamedTuple class runs its Python __new__ in a frame of its own.
-    return origin, host, keyed
+    keyed: list[Pair] = [p if p[0] != _COOKIE else _COOKIE_PRESENT for p in headers if p[0] in keyed_names]  # type: ignore[misc]
+    for name, value in keyed:
+        if name == _HOST:
+            return value, keyed
+    return None, keyed
 
 
 def same_origin(origin: bytes, host: bytes | None, scheme: str) -> bool:
@@ -117,14 +105,16 @@ class Leg:
     _request_text: TextHeaders | None = None
     _response_text: TextHeaders | None = None
     _url_text: str | None = None
+    _origin: str | None = None
 
     def __init__(
         self, scope: Scope, origin: bytes, host: bytes | None, keyed: list[Pair], receive: Receive, send: Send
-    ):
+    ) -> None:
         self.scope = scope
         self.method: str = scope.get("method", "GET")  # a WebSocket handshake is a GET
-        self.origin = origin.decode("latin-1")
-        self.host = host.decode("latin-1") if host else ""
+        # Raw bytes: most legs are decided without ever decoding them (see origin() and host()).
+        self.raw_origin = origin
+        self.raw_host = host
         self.keyed = keyed
         self.started = time.perf_counter()
         self.server_send = send
@@ -134,6 +124,16 @@ class Leg:
 
     # Plain methods, not properties: the request path calls them, and a property costs a call the interpreter
     # cannot inline.
+
+    def origin(self) -> str:
+        """The ``Origin`` header (the first one), decoded."""
+        if self._origin is None:
+            self._origin = self.raw_origin.decode("latin-1")
+        return self._origin
+
+    def host(self) -> str:
+        """The ``Host`` header, decoded ("" when the request has none)."""
+        return self.raw_host.decode("latin-1") if self.raw_host else ""
 
     def is_preflight(self) -> bool:
         """OPTIONS with Access-Control-Request-Method: what CORSMiddleware (and the browser) call a preflight."""
@@ -155,7 +155,7 @@ class Leg:
         return str(client[0]) if client else None
 
     def target(self) -> Target:
-        host = self.host
+        host = self.host()
         scope = self.scope
         if not host:
             server = scope.get("server")
@@ -173,7 +173,9 @@ class Leg:
     def absolute_path(self) -> bool:
         """Whether the URL is ``scheme://Host`` plus a path: only then is the request's origin known from Host."""
         raw_path = self.scope.get("raw_path")
-        return bool(self.host) and (raw_path.startswith(b"/") if raw_path else str(self.scope["path"]).startswith("/"))
+        return bool(self.raw_host) and (
+            raw_path.startswith(b"/") if raw_path else str(self.scope["path"]).startswith("/")
+        )
 
     def request_pairs(self) -> tuple[Pair, ...]:
         return pairs(self.scope["headers"])

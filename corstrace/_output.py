@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from corstrace import _term
 from corstrace._check import Exchange, Leg
+from corstrace._fetch import REDIRECT_STATUSES
 from corstrace._header_fix import HeaderFix, LegChange
 from corstrace._redact import Redactor, redact_url
 
@@ -222,7 +223,6 @@ def visible_lines(text: str) -> str:
     return "\n".join(visible(line) for line in text.split("\n"))
 
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SENT_NOTES = {
     "exchange": "",
     "replay": " (sent by check to verify the fix; the browser stops before it)",
@@ -251,7 +251,7 @@ def fix_lines(fix: HeaderFix, exchange: Exchange, *, colour: bool) -> list[str]:
             what += " and send:" if change.set_headers else ""
         else:
             what = "send:"
-        kind = "redirect" if change.kind == "actual" and change.status in _REDIRECTS else change.kind
+        kind = "redirect" if change.kind == "actual" and change.status in REDIRECT_STATUSES else change.kind
         lines.append(visible(f"  {index}. {kind:<9} {_target(change)}{_SENT_NOTES[change.sent]}: {what}"))
         lines += [visible(f"       {name}: {value}") for name, value in change.set_headers]
         lines += [visible(f"       and no {name} header") for name in change.remove_headers]

@@ -30,6 +30,12 @@ from corstrace._limits import URL_LIMIT, truncate
 from corstrace._log import Admission, Aggregator, debug_enabled, log_leg, logger
 from corstrace._redact import Redactor, redact_url
 
+# structlog offers no cheap way to learn its configuration changed (get_config() builds a dict, ~4k instructions, more
+# than the rest of an allowed leg's decision), so whether it keeps debug events is re-read at most this often. A
+# `structlog.configure()` takes effect for corstrace's `cors.allowed` events within that time; a stale "keeps debug"
+# only builds an event structlog then drops.
+DEBUG_RECHECK = 0.1
+
 
 class Recorder:
     """Records finished legs; one per middleware instance (app-level state only, never request state)."""
@@ -50,6 +56,9 @@ class Recorder:
         self._events = Events(redactor, self.guard)
         self._aggregator = Aggregator(aggregate_window)
         self._announced = False
+        # Whether structlog keeps debug events, re-read at most every DEBUG_RECHECK seconds (see there).
+        self._debug = True
+        self._debug_next = 0.0
 
     # --- the request path ---------------------------------------------------------------------
 
@@ -81,10 +90,13 @@ class Recorder:
             exchange_id = self._link(leg, decision, link, preflight, now)
         admission = None
         if decision.verdict == "blocked":
-            admission = self._aggregator.admit(leg.origin, leg.method, leg.path(), decision.reason or "", now)
+            admission = self._aggregator.admit(leg.origin(), leg.method, leg.path(), decision.reason or "", now)
             logged = admission.log
         else:
-            logged = debug_enabled()
+            if now >= self._debug_next:
+                self._debug = debug_enabled()
+                self._debug_next = now + DEBUG_RECHECK
+            logged = self._debug
         if logged or self.hub is not None:
             if facts is None:
                 facts = self._facts(leg, link)
@@ -97,7 +109,7 @@ class Recorder:
         tracker = self._tracker
         url = leg.url() if tracker.redirects_pending() else None
         if not preflight:
-            return tracker.actual(leg.origin, leg.target(), url, leg.method, now)
+            return tracker.actual(leg.origin(), leg.target(), url, leg.method, now)
         hop = tracker.hop_to(url, now) if url is not None else None
         return Link(hop.exchange_id, hop) if hop is not None else None
 
@@ -113,14 +125,14 @@ class Recorder:
         if preflight:
             allowed = decision.verdict == "allowed"
             after = link.exchange_id if link is not None else 0
-            return tracker.preflight(leg.origin, leg.target(), decision.requested_method or "", allowed, now, after)
+            return tracker.preflight(leg.origin(), leg.target(), decision.requested_method or "", allowed, now, after)
         exchange_id = link.exchange_id if link is not None else 0
         if leg.status in REDIRECT_STATUSES and decision.verdict == "allowed":
             location = _location(leg)
             if location is not None:
                 exchange_id = exchange_id or tracker.new_id()
                 hop = link.hop if link is not None else None
-                tracker.redirect(exchange_id, leg.origin, leg.url(), location, leg.method, now, hop)
+                tracker.redirect(exchange_id, leg.origin(), leg.url(), location, leg.method, now, hop)
         return exchange_id
 
     def _publish(

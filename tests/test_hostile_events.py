@@ -130,8 +130,8 @@ async def test_remembered_state_stays_small_under_a_flood_of_huge_unique_request
     with structlog.testing.capture_logs():
         for n in range(60):
             origin = f"http://{n}".encode() + b"a" * 200_000 + b".example"
-            await _call(app, http_scope("OPTIONS", f"/items{n}", [(b"origin", origin),
-                                                                  (b"access-control-request-method", b"GET")]))  # fmt: skip
+            headers = [(b"origin", origin), (b"access-control-request-method", b"GET")]
+            await _call(app, http_scope("OPTIONS", f"/items{n}", headers))
     recorder = _tracer(app)._recorder
     assert _deep_size(recorder) < 20_000_000
 
