@@ -65,6 +65,9 @@ class LegEvent(_ServerSide):
     warnings: list[WarningField]
     explanation: str
     fix: str | None
+    # The fix was replayed through the real CORS layer and the whole exchange passed (CONTRACT.md).
+    fix_verified: bool
+    fix_code: str | None  # the copyable code of the fix: what "Copy fix" copies
     preflight: bool
     origin: str | None
     url: str
@@ -105,7 +108,7 @@ def leg_event(facts: LegFacts, redactor: Redactor, verdict: Verdict | None = Non
     if verdict is None:
         verdict = judge(facts, texts)
     cause = _cause.explain(facts, texts, verdict)
-    explanation, fix = _cause.combine(verdict, cause)
+    wording = _cause.combine(verdict, cause)
     event: LegEvent = {
         "verdict": verdict.verdict,
         "reason": verdict.reason,
@@ -114,8 +117,10 @@ def leg_event(facts: LegFacts, redactor: Redactor, verdict: Verdict | None = Non
         "credentials": verdict.credentials,
         "if_credentialed": _credentialed(verdict, cause),
         "warnings": _warnings(verdict, facts),
-        "explanation": explanation,
-        "fix": fix,
+        "explanation": wording.explanation,
+        "fix": wording.fix,
+        "fix_verified": wording.fix_verified,
+        "fix_code": wording.fix_code,
         "preflight": verdict.preflight,
         "origin": facts.origin,
         "url": texts.url,
