@@ -155,17 +155,16 @@ def _settings_cause(facts: LegFacts, texts: Texts, verdict: Verdict, settings: _
         refusal = _config.origin_cause(settings, facts.origin)
     proposal = _fix.propose(settings, facts, texts, verdict)
     fix, credentialed = proposal.fix, proposal.credentialed
-    found = {
-        "fix": fix.text if fix is not None else None,
-        "fix_code": fix.code if fix is not None else None,
-        "fix_verified": fix is not None and fix.verified,
-        "credentialed_fix": credentialed.text if credentialed is not None else None,
-    }
     text = _refusal_text(facts, verdict, settings, refusal) if verdict.verdict == "blocked" else None
-    if refusal is None:
-        return ServerCause(layer="CORSMiddleware", text=text, **found)
     return ServerCause(
-        layer="CORSMiddleware", text=text, reason=refusal.summary, details=refusal.details, **found
+        layer="CORSMiddleware",
+        text=text,
+        fix=fix.text if fix is not None else None,
+        fix_code=fix.code if fix is not None else None,
+        fix_verified=fix is not None and fix.verified,
+        credentialed_fix=credentialed.text if credentialed is not None else None,
+        reason=refusal.summary if refusal is not None else None,
+        details=refusal.details if refusal is not None else (),
     )
 
 

@@ -59,6 +59,7 @@ class Exchange(NamedTuple):
     private_network: bool
     routes: tuple[tuple[str, int, str | None], ...]  # (url, status, location) the app answered; others: 200
     page_method: str | None = None  # the method as the page wrote it, when the page itself must change
+    preflighted: bool = False  # the leg was a preflight: the browser preflights this request
 
 
 class ReplayLeg(NamedTuple):
@@ -109,7 +110,7 @@ def exchange_of(facts: LegFacts, texts: Texts, verdict: Verdict) -> Exchange:
         method = verdict.requested_method or ""
         private = any(name.lower() == _PRIVATE_NETWORK for name, _ in texts.request)
         page_method = method if method != method.upper() else None
-        return Exchange(facts.origin, method.upper(), url, verdict.requested_headers, private, (), page_method)
+        return Exchange(facts.origin, method.upper(), url, verdict.requested_headers, private, (), page_method, True)
     unsafe = tuple(cors_unsafe_request_header_names(texts.request))
     routes = [(url, facts.status or 200, _location(url, texts, facts.status))]
     hop = facts.hop
@@ -118,7 +119,7 @@ def exchange_of(facts: LegFacts, texts: Texts, verdict: Verdict) -> Exchange:
     # The chain before this leg, as far as the hop tells (its first URL and the one that redirected here).
     status = 307 if hop.method == facts.method else 303
     chain = list(dict.fromkeys([hop.first_url, hop.from_url, url]))
-    routes += [(here, status, there) for here, there in zip(chain, chain[1:])]
+    routes += [(here, status, there) for here, there in zip(chain, chain[1:], strict=False)]
     return Exchange(hop.origin, hop.method, hop.first_url, unsafe, False, tuple(routes))
 
 
@@ -212,6 +213,8 @@ def _run(coroutine: Coroutine[Any, Any, Any]) -> bool:
 
 
 def _judge(settings: _config.Settings, leg: ReplayLeg, exchange: Exchange, mode: Mode) -> Failure | Response:
+    if settings.cors.app is not _config.stub_route:
+        return Failure(leg, None)  # never the app's own middleware: the replay must not reach a real route
     route = next(((s, loc) for url, s, loc in exchange.routes if url == leg.url), (200, None))
     response = _answer(settings.cors, leg, route)
     if response is None:
@@ -225,11 +228,16 @@ def _judge(settings: _config.Settings, leg: ReplayLeg, exchange: Exchange, mode:
 
 
 def replay(settings: _config.Settings, exchange: Exchange, mode: Mode) -> Failure | None:
-    """The first leg the browser would block with ``settings``, in credentials ``mode``; None when all pass."""
+    """The first leg the browser would block with ``settings``, in credentials ``mode``; None when all pass.
+
+    ``settings`` is a :meth:`~corstrace._config.Settings.variant`: its middleware wraps the stub route.
+    """
     url, method, origin, unsafe = exchange.url, exchange.method, exchange.origin, exchange.unsafe_headers
     first_url: str | None = None
+    # A preflight leg proves the browser preflights, whatever made it (private network access, for one).
+    preflighted = exchange.preflighted
     for _ in range(_MAX_HOPS):
-        if method not in SAFELISTED_METHODS or unsafe:
+        if preflighted or method not in SAFELISTED_METHODS or unsafe:
             leg = ReplayLeg(True, method, url, origin, unsafe, exchange.private_network, first_url)
             answer = _judge(settings, leg, exchange, mode)
             if isinstance(answer, Failure):
@@ -248,7 +256,7 @@ def replay(settings: _config.Settings, exchange: Exchange, mode: Mode) -> Failur
             unsafe = tuple(name for name in unsafe if name != "authorization")  # dropped across origins
             if origin != serialize_origin(url):
                 origin = "null"  # Fetch's tainted origin
-        first_url, url = first_url or url, target
+        first_url, url, preflighted = first_url or url, target, exchange.private_network
     return Failure(ReplayLeg(False, method, url, origin, unsafe, False, first_url), None)
 
 
@@ -261,13 +269,14 @@ def _step(candidate: _config.Settings, failure: Failure) -> dict[str, Any] | str
     if verdict is None:
         return None
     if leg.preflight:
-        changes = _config.preflight_changes(
-            candidate, leg.origin, leg.method, leg.unsafe_headers, leg.private_network
-        )
+        changes = _config.preflight_changes(candidate, leg.origin, leg.method, leg.unsafe_headers, leg.private_network)
     else:
         changes = _config.origin_changes(candidate, leg.origin)
     if "allow_origins" in changes and leg.origin == "null":
-        return "the request arrives with `Origin: null` after a redirect to another origin, and allowing `null` would let any sandboxed page in"
+        return (
+            "the request arrives with `Origin: null` after a redirect to another origin, and allowing `null` would "
+            "let any sandboxed page in"
+        )
     if changes:
         return changes
     if (verdict.reason or "").removeprefix("Preflight") in _CREDENTIAL_REASONS:
