@@ -179,7 +179,7 @@ def discover_stack(tracer: Any, app: Any) -> Stack | None:
 class Settings:
     """A read-only view of one CORSMiddleware's options, for explanations and fixes."""
 
-    __slots__ = ("cors", "kwargs", "is_default", "credentials_fix", "_variants")
+    __slots__ = ("cors", "kwargs", "is_default", "_variants")
 
     def __init__(self, cors: CORSMiddleware, kwargs: dict[str, Any] | None) -> None:
         self.cors = cors
@@ -189,9 +189,6 @@ class Settings:
         for name, value in raw.items():
             if name not in self.kwargs:
                 self.kwargs[name] = value
-        # The call that makes CORSMiddleware send `Access-Control-Allow-Credentials: true`. Rendered once:
-        # the options never change, and rendering per request cost more than judging it.
-        self.credentials_fix = self.call(allow_credentials=True)
         self._variants: dict[tuple[tuple[str, Any], ...], Settings] = {}
 
     def shown(self, name: str) -> str:
