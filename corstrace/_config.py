@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from starlette.middleware.cors import ALL_METHODS, CORSMiddleware
@@ -33,6 +33,10 @@ _DEFAULTS: dict[str, Any] = {
 _KWARG_ORDER = tuple(_DEFAULTS)
 _SAFELISTED = frozenset({"accept", "accept-language", "content-language", "content-type"})
 _MAX_WALK = 64
+# Bounds of what Settings remember: replay middleware per change, and fixes derived from the options.
+_MAX_VARIANTS = 64
+_MAX_MEMO = 256
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +183,7 @@ def discover_stack(tracer: Any, app: Any) -> Stack | None:
 class Settings:
     """A read-only view of one CORSMiddleware's options, for explanations and fixes."""
 
-    __slots__ = ("cors", "kwargs", "is_default", "_variants")
+    __slots__ = ("cors", "kwargs", "is_default", "memo", "_variants")
 
     def __init__(self, cors: CORSMiddleware, kwargs: dict[str, Any] | None) -> None:
         self.cors = cors
@@ -190,6 +194,17 @@ class Settings:
             if name not in self.kwargs:
                 self.kwargs[name] = value
         self._variants: dict[tuple[tuple[str, Any], ...], Settings] = {}
+        # Values derived from these options alone (a proven fix per exchange): they live and die with them.
+        self.memo: dict[Any, Any] = {}
+
+    def remember(self, key: Any, value: _T) -> _T:
+        """Keep ``value`` in :attr:`memo` under ``key`` (bounded: the oldest half goes when it is full)."""
+        memo = self.memo
+        if len(memo) >= _MAX_MEMO:
+            for old in list(memo)[: _MAX_MEMO // 2]:
+                del memo[old]
+        memo[key] = value
+        return value
 
     def shown(self, name: str) -> str:
         """The option's value as written, with "(the default)" when the user did not set it."""
@@ -237,7 +252,6 @@ class Settings:
         return known
 
 
-_MAX_VARIANTS = 64
 
 
 def _frozen(value: Any) -> Any:

@@ -22,7 +22,7 @@ replay drives it synchronously: an ASGI call that has to wait for anything is no
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
@@ -288,9 +288,20 @@ def _step(candidate: _config.Settings, failure: Failure) -> dict[str, Any] | str
     return None
 
 
-def search(settings: _config.Settings, exchange: Exchange, modes: Iterable[Mode]) -> Search:
-    """Change options one refusal at a time until every leg passes in every mode, or nothing more helps."""
-    modes = tuple(modes)
+def search(settings: _config.Settings, exchange: Exchange, modes: tuple[Mode, ...]) -> Search:
+    """Change options one refusal at a time until every leg passes in every mode, or nothing more helps.
+
+    Remembered with the settings: legs that differ only in what the replay does not read (a User-Agent, a
+    cookie's value) make one exchange, so one search.
+    """
+    key = ("search", exchange, modes)
+    found: Search | None = settings.memo.get(key)
+    if found is None:
+        found = settings.remember(key, _search(settings, exchange, modes))
+    return found
+
+
+def _search(settings: _config.Settings, exchange: Exchange, modes: tuple[Mode, ...]) -> Search:
     change: dict[str, Any] = {}
     named = False
     failure: Failure | None = None
