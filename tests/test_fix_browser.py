@@ -21,7 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from corstrace import CORSTraceMiddleware
 from tests.support import EventLog, captured_events, run_server
@@ -79,28 +79,53 @@ async def _auth(request: Request, call_next: Any) -> Response:
     return response
 
 
+def add_auth(app: FastAPI) -> None:
+    app.add_middleware(BaseHTTPMiddleware, dispatch=_auth)
+
+
+class Moved:
+    """A layer that moved /old/* to /items/* (307, any method): outside CORSMiddleware it redirects preflights."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/old/"):
+            target = "/items/" + scope["path"].removeprefix("/old/")
+            await RedirectResponse(target, status_code=307)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def add_moved(app: FastAPI) -> None:
+    app.add_middleware(Moved)
+
+
+Outside = Callable[[FastAPI], None]
+
+
 def _trace(app: Any) -> Any:
     return CORSTraceMiddleware(app, inspector=False, aggregate_window=0)
 
 
-def misconfigured(cors: dict[str, Any], *, auth_outside: bool = False) -> FastAPI:
+def misconfigured(cors: dict[str, Any], *, outside: Outside | None = None) -> FastAPI:
     app = routes()
     app.add_middleware(CORSMiddleware, **cors)
-    if auth_outside:
-        app.add_middleware(BaseHTTPMiddleware, dispatch=_auth)
+    if outside is not None:
+        outside(app)  # added after CORSMiddleware: it runs outside it
     app.add_middleware(CORSTraceMiddleware, inspector=False, aggregate_window=0)
     return app
 
 
-def applying(code: str, *, auth_outside: bool = False, base: Callable[[], FastAPI] = routes) -> Any:
+def applying(code: str, *, outside: Outside | None = None, base: Callable[[], FastAPI] = routes) -> Any:
     """A fresh copy of the app with ``code`` (corstrace's fix, as shown) executed on it."""
     app = base()
     namespace: dict[str, Any] = {"app": app, "CORSMiddleware": CORSMiddleware, "CORSTraceMiddleware": _trace}
     if code.startswith("app = "):
         exec(code, namespace)  # the crash fix wraps the whole app, corstrace outermost
         return namespace["app"]
-    if auth_outside:
-        app.add_middleware(BaseHTTPMiddleware, dispatch=_auth)  # the fix says: add CORSMiddleware after it
+    if outside is not None:
+        outside(app)  # the fix says: add CORSMiddleware after it
     exec(code, namespace)
     app.add_middleware(CORSTraceMiddleware, inspector=False, aggregate_window=0)
     return app
@@ -178,7 +203,7 @@ class Case:
     path: str
     init: str  # the fetch() options
     cookie: bool = False  # a cookie is set, so `credentials: 'include'` sends it: the server knows the mode
-    auth_outside: bool = False
+    outside: Outside | None = None  # a layer added after CORSMiddleware (so it runs outside it)
     verified: bool = True
     fixed_init: str | None = None  # the page as corstrace's fix says to write it
     extra: dict[str, Any] = field(default_factory=dict)
@@ -230,7 +255,10 @@ CASES: dict[str, Case] = {
         "{method: 'PUT'}",
     ),
     "auth-layer-outside-cors": Case(
-        lambda o: _on(o), "/me", "{headers: {Authorization: 'Bearer t'}}", auth_outside=True, verified=False
+        lambda o: _on(o), "/me", "{headers: {Authorization: 'Bearer t'}}", outside=add_auth, verified=False
+    ),
+    "preflight-redirected-outside-cors": Case(
+        lambda o: _on(o, allow_methods=["PUT"]), "/old/1", "{method: 'PUT'}", outside=add_moved, verified=False
     ),
     "crash": Case(lambda o: _on(o), "/crash", "{}", verified=False),
     "lower-case-patch": Case(
@@ -257,7 +285,7 @@ def test_the_fix_corstrace_shows_makes_chromium_allow_the_exchange(name: str, pa
     if case.cookie:
         page.context.add_cookies([{"name": "session", "value": "s1", "url": page_url}])
     with captured_events() as logs:
-        with run_server(misconfigured(case.cors(origin), auth_outside=case.auth_outside)) as api:
+        with run_server(misconfigured(case.cors(origin), outside=case.outside)) as api:
             assert _fetch(page, api + case.path, case.init) == "blocked"
             decider = _decider(logs, api)
         code, verified = shown_fix(decider)
@@ -265,7 +293,7 @@ def test_the_fix_corstrace_shows_makes_chromium_allow_the_exchange(name: str, pa
         if case.fixed_init is not None:
             assert f"`method: '{case.fixed_init.split(chr(39))[1]}'`" in decider["fix"]
         init = case.fixed_init or case.init
-        with run_server(applying(code, auth_outside=case.auth_outside)) as fixed:
+        with run_server(applying(code, outside=case.outside)) as fixed:
             outcome = _fetch(page, fixed + case.path, init)
             assert outcome.startswith("ok"), (code, outcome)
             logs.wait_for(lambda e: _final(e, fixed))
