@@ -20,8 +20,6 @@ from corstrace.engine import Verdict
 
 _CREDENTIAL_REASONS = ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials")
 _WILDCARD_REASONS = ("WildcardOriginNotAllowed", "PreflightWildcardOriginNotAllowed")
-# The engine's older wording ends its credentials paragraph by pointing at a JSON key; prose must not.
-_KEY_POINTER = ": see `if_credentialed`."
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +49,12 @@ class Wording(NamedTuple):
 
 def combine(verdict: Verdict, cause: ServerCause | None) -> Wording:
     """The event's explanation and fix: the server-side cause in a sentence first, then the browser's mechanics."""
-    mechanics = verdict.explanation.replace(_KEY_POINTER, ".")
     if cause is None or cause.text is None:
-        explanation = mechanics
+        explanation = verdict.explanation
     elif cause.replaces:
         explanation = cause.text
     else:
-        explanation = f"{cause.text} {mechanics}"
+        explanation = f"{cause.text} {verdict.explanation}"
     if cause is None or cause.fix is None:
         return Wording(explanation, verdict.fix, None, False)
     return Wording(explanation, cause.fix, cause.fix_code, cause.fix_verified)

@@ -252,8 +252,6 @@ class Settings:
         return known
 
 
-
-
 def _frozen(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return tuple(_frozen(item) for item in value)
@@ -442,7 +440,14 @@ def _title(header: str) -> str:
 
 
 def near_miss(origin: str, configured: str) -> str | None:
-    """How a configured origin almost matches the request's ``origin``; None when unrelated or equal."""
+    """How a configured origin almost matches the request's ``origin``; None when unrelated, equal or unparsable."""
+    try:
+        return _near_miss(origin, configured)
+    except ValueError:  # `http://[::1`, a port beyond 65535: urlsplit refuses what a browser would never send
+        return None
+
+
+def _near_miss(origin: str, configured: str) -> str | None:
     if configured == origin:
         return None
     want = urlsplit(origin) if "://" in origin else None

@@ -16,6 +16,7 @@ from corstrace._leg import Leg
 
 # Distinct combinations remembered; a frontend produces a handful, a scanner many.
 MAX_DECISIONS = 512
+MAX_KEY_BYTES = 4096
 
 
 class Decision(NamedTuple):
@@ -65,6 +66,11 @@ class Decisions:
         return self._decisions.get(key)  # type: ignore[arg-type]  # None is never a key: nothing found
 
     def put(self, key: tuple[Any, ...], decision: Decision) -> None:
+        # Memory is bounded in bytes, not only in entries: a key holding huge values (a flood of 0.5 MB
+        # Origins) is not kept. Checked here, on a miss, never on the path of a remembered decision.
+        keyed, response = key[3], key[5]
+        if sum([len(value) for _, value in keyed]) + sum([len(value) for _, value in response]) > MAX_KEY_BYTES:
+            return
         if len(self._decisions) >= MAX_DECISIONS:
             self._decisions.clear()
         self._decisions[key] = decision

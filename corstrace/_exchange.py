@@ -15,6 +15,7 @@ import os
 from typing import Any, NamedTuple, TypeVar
 
 from corstrace._leg import Target
+from corstrace._limits import ORIGIN_LIMIT
 
 # The browser sends the actual request within milliseconds of the preflight's answer; a generous window still
 # tolerates a paused debugger.
@@ -95,24 +96,34 @@ class Tracker:
         """The public form of an exchange id: unique per process, not guessable across restarts."""
         return f"{self._prefix}-{exchange_id}"
 
-    def preflight(self, origin: str, target: Target, method: str, allowed: bool, now: float) -> int:
-        """A preflight leg; when the browser accepted it, the actual request is expected next."""
-        exchange_id = next(self._ids)
+    def preflight(
+        self, origin: str, target: Target, method: str, allowed: bool, now: float, exchange_id: int = 0
+    ) -> int:
+        """A preflight leg (``exchange_id``: of the redirect it follows, if any); an accepted one awaits its request."""
+        exchange_id = exchange_id or next(self._ids)
         if allowed:
             waiting = _new_tuple(Waiting, (exchange_id, now, origin, method, target))
             _put(self._preflights, (origin, target, method), waiting)
         return exchange_id
 
     def actual(self, origin: str, target: Target, url: str | None, method: str, now: float) -> Link | None:
-        """What an actual request continues: a redirect hop (looked up by ``url``), a preflight, or nothing."""
+        """What an actual request continues: a redirect hop (looked up by ``url``), a preflight, or nothing.
+
+        A hop to a 307/308 target may have been preflighted again there: both are consumed, the hop wins.
+        """
+        waiting = self._preflights.pop((origin, target, method), None)
         if url is not None:
             hop = self._redirects.pop(url, None)
             if hop is not None and now - hop.at <= self.window:
                 return Link(hop.exchange_id, hop)
-        waiting = self._preflights.pop((origin, target, method), None)
         if waiting is not None and now - waiting.at <= self.window:
             return Link(waiting.exchange_id, None)
         return None
+
+    def hop_to(self, url: str, now: float) -> Hop | None:
+        """The redirect that led to ``url``, left in place (a preflight there comes before the actual request)."""
+        hop = self._redirects.get(url)
+        return hop if hop is not None and now - hop.at <= self.window else None
 
     def redirect(
         self, exchange_id: int, origin: str, from_url: str, location: str, method: str, now: float, after: Hop | None
@@ -150,6 +161,8 @@ def _take_expired(table: dict[Any, _Entry], now: float, window: float) -> list[_
 
 
 def _put(table: dict[Any, _Entry], key: Any, value: _Entry) -> None:
+    if len(value.origin) > ORIGIN_LIMIT:
+        return  # no browser sends such an Origin; keeping it would let a flood grow memory in bytes
     # Re-inserted at the end, so the dict stays in arrival order.
     table.pop(key, None)
     table[key] = value

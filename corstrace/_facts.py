@@ -13,6 +13,7 @@ from corstrace._config import Stack
 from corstrace._crash import Crash
 from corstrace._exchange import Hop
 from corstrace._leg import Leg, Pair, Target, TextHeaders, decoded
+from corstrace._limits import URL_LIMIT, truncate
 from corstrace._redact import redact_url
 from corstrace.engine import Request, Response, Verdict, evaluate
 
@@ -66,14 +67,20 @@ class Texts(NamedTuple):
 
 
 def texts_of(facts: LegFacts) -> Texts:
-    return Texts(redact_url(facts.target.url()), decoded(facts.request_headers), decoded(facts.response_headers))
+    url = truncate(redact_url(facts.target.url()), URL_LIMIT)
+    return Texts(url, decoded(facts.request_headers), decoded(facts.response_headers))
 
 
 def judge(facts: LegFacts, texts: Texts) -> Verdict:
     """The engine's verdict on the leg: the one place corstrace turns a leg into the engine's input."""
     response = Response(facts.status, texts.response) if facts.status is not None else None
     hop = facts.hop
-    if facts.preflight:
-        return evaluate(Request(facts.method, texts.url, texts.request, preflight=True), response)
-    redirected_from = hop.from_url if hop is not None else None
-    return evaluate(Request(facts.method, texts.url, texts.request, redirected_from=redirected_from), response)
+    # After a redirect Chromium names the chain's first URL ("redirected from") and the page's origin, even when
+    # the hop itself says `Origin: null`.
+    first_url = hop.first_url if hop is not None else None
+    page_origin = hop.origin if hop is not None else None
+    request = Request(
+        facts.method, texts.url, texts.request, preflight=facts.preflight, redirected_from=first_url,
+        page_origin=page_origin,
+    )  # fmt: skip
+    return evaluate(request, response)

@@ -28,8 +28,10 @@ from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from corstrace import _config
+from corstrace._exchange import Hop
 from corstrace._facts import LegFacts, Texts
 from corstrace._fetch import REDIRECT_STATUSES, SAFELISTED_METHODS, is_token, resolve_location
+from corstrace._limits import HEADER_NAME_LIMIT, MAX_HEADERS, ORIGIN_LIMIT
 from corstrace.engine import (
     Request,
     Response,
@@ -106,21 +108,30 @@ class Proposal:
 def exchange_of(facts: LegFacts, texts: Texts, verdict: Verdict) -> Exchange:
     """The exchange ``facts`` is one leg of (its URL unredacted: the replay never leaves the process)."""
     url = facts.target.url()
+    hop = facts.hop
     if facts.preflight:
         method = verdict.requested_method or ""
         private = any(name.lower() == _PRIVATE_NETWORK for name, _ in texts.request)
         page_method = method if method != method.upper() else None
-        return Exchange(facts.origin, method.upper(), url, verdict.requested_headers, private, (), page_method, True)
+        exchange = Exchange(facts.origin, method.upper(), url, verdict.requested_headers, private, (), page_method,
+                            True)  # fmt: skip
+        # A preflight at a 307/308 target: the chain before it leads here with the method kept.
+        return exchange if hop is None else _after(exchange, hop, url, 307)
     unsafe = tuple(cors_unsafe_request_header_names(texts.request))
-    routes = [(url, facts.status or 200, _location(url, texts, facts.status))]
-    hop = facts.hop
-    if hop is None:
-        return Exchange(facts.origin, facts.method, url, unsafe, False, tuple(routes))
-    # The chain before this leg, as far as the hop tells (its first URL and the one that redirected here).
-    status = 307 if hop.method == facts.method else 303
+    routes = ((url, facts.status or 200, _location(url, texts, facts.status)),)
+    exchange = Exchange(facts.origin, facts.method, url, unsafe, False, routes)
+    return exchange if hop is None else _after(exchange, hop, url, 307 if hop.method == facts.method else 303)
+
+
+def _after(exchange: Exchange, hop: Hop, url: str, status: int) -> Exchange:
+    """``exchange`` as the redirect chain ``hop`` ends: from its first URL, each hop answering ``status``.
+
+    The hop tells the chain's first URL and the one that redirected here; a longer chain's middle is not known.
+    """
     chain = list(dict.fromkeys([hop.first_url, hop.from_url, url]))
-    routes += [(here, status, there) for here, there in zip(chain, chain[1:], strict=False)]
-    return Exchange(hop.origin, hop.method, hop.first_url, unsafe, False, tuple(routes))
+    routes = exchange.routes + tuple((here, status, there) for here, there in zip(chain, chain[1:], strict=False))
+    return exchange._replace(origin=hop.origin, method=hop.method.upper(), url=hop.first_url, routes=routes,
+                             preflighted=False)  # fmt: skip
 
 
 def _location(url: str, texts: Texts, status: int | None) -> str | None:
@@ -140,10 +151,10 @@ def _not_replayable(exchange: Exchange) -> str | None:
             "the page's origin is `null` (a sandboxed iframe, a file:// page, or a redirect that crossed origins): "
             "allowing `null` would let any sandboxed page in, so serve the page from a real origin instead"
         )
-    if serialize_origin(origin) != origin or not origin.isascii():
-        return f"`Origin: {origin!r}` is not an origin a browser sends"
+    if len(origin) > ORIGIN_LIMIT or not origin.isascii() or serialize_origin(origin) != origin:
+        return "the request's `Origin` is not an origin a browser sends"
     names = [exchange.method, *exchange.unsafe_headers]
-    if not all(is_token(name) for name in names):
+    if len(names) > MAX_HEADERS or not all(is_token(name) and len(name) <= HEADER_NAME_LIMIT for name in names):
         return "the request's method or header names are not ones a browser sends"
     return None
 
@@ -221,7 +232,7 @@ def _judge(settings: _config.Settings, leg: ReplayLeg, exchange: Exchange, mode:
         return Failure(leg, None)
     request = Request(
         "OPTIONS" if leg.preflight else leg.method, leg.url, _headers(leg), preflight=leg.preflight,
-        credentials=mode, redirected_from=leg.first_url,
+        credentials=mode, redirected_from=leg.first_url, page_origin=exchange.origin,
     )  # fmt: skip
     verdict = evaluate(request, response)
     return Failure(leg, verdict) if verdict.verdict == "blocked" else response

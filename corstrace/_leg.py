@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from starlette.types import Message, Receive, Scope, Send
 
 from corstrace._fetch import DEFAULT_PORTS
+from corstrace._limits import URL_LIMIT, truncate
 from corstrace._redact import redact_url
 
 Pair = tuple[bytes, bytes]
@@ -166,7 +167,7 @@ class Leg:
     def url(self) -> str:
         """The request's URL, redacted; built once, and only for the legs that need it."""
         if self._url_text is None:
-            self._url_text = redact_url(self.target().url())
+            self._url_text = truncate(redact_url(self.target().url()), URL_LIMIT)
         return self._url_text
 
     def absolute_path(self) -> bool:

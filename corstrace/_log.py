@@ -31,9 +31,12 @@ _FILTERING_CLASSES: dict[type[Any], int] = {
 }
 
 # A scanner sending random Origins, or a broken frontend in a loop, must not flood the logs: the first
-# blocked leg per (origin, method, path, reason) is logged, repeats within the window are counted, and
-# at most MAX_ORIGINS_PER_TARGET distinct origins are logged per (method, path, reason) per window.
+# LOG_FIRST blocked legs per (origin, method, path, reason) and window are logged (a developer clicking the same
+# broken button twice sees both), later repeats within the window are counted and reported on the next logged
+# one, and at most MAX_ORIGINS_PER_TARGET distinct origins are logged per (method, path, reason) per window.
 AGGREGATE_WINDOW = 60.0
+LOG_FIRST = 3
+_KEY_PART_LIMIT = 512
 MAX_KEYS = 2048
 MAX_ORIGINS_PER_TARGET = 5
 
@@ -41,6 +44,7 @@ MAX_ORIGINS_PER_TARGET = 5
 @dataclass(slots=True)
 class _Window:
     started: float
+    logged: int = 1
     suppressed: int = 0
     origins: int = 1
     # Distinct origins suppressed for this target (a scanner), counted separately.
@@ -57,8 +61,9 @@ class Admission:
     other_origins: int = 0
 
 
-# Admissions are immutable: the flood's common answer is shared rather than built per blocked leg.
+# Admissions are immutable: the flood's common answers are shared rather than built per blocked leg.
 _SUPPRESSED = Admission(False)
+_LOGGED = Admission(True)
 
 
 class Aggregator:
@@ -72,11 +77,17 @@ class Aggregator:
         self._targets: OrderedDict[tuple[str, str, str], _Window] = OrderedDict()
 
     def admit(self, origin: str, method: str, path: str, reason: str, now: float) -> Admission:
+        if len(origin) > _KEY_PART_LIMIT or len(path) > _KEY_PART_LIMIT:
+            # Memory is bounded in bytes: a flood of huge values is counted under their bounded prefixes.
+            origin, path = origin[:_KEY_PART_LIMIT], path[:_KEY_PART_LIMIT]
         key = (origin, method, path, reason)
         seen = self._keys.get(key)
         if seen is not None and now - seen.started < self.window:
-            seen.suppressed += 1
             self._keys.move_to_end(key)
+            if seen.logged < LOG_FIRST:
+                seen.logged += 1
+                return _LOGGED
+            seen.suppressed += 1
             return _SUPPRESSED
         target_key = (method, path, reason)
         target = self._targets.get(target_key)

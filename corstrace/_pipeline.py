@@ -26,6 +26,7 @@ from corstrace._guard import Guard, guarded
 from corstrace._inspector.hub import Hub, SharedRecord
 from corstrace._inspector.server import Inspector
 from corstrace._leg import Leg
+from corstrace._limits import URL_LIMIT, truncate
 from corstrace._log import Admission, Aggregator, debug_enabled, log_leg, logger
 from corstrace._redact import Redactor, redact_url
 
@@ -46,7 +47,7 @@ class Recorder:
         self._decisions = Decisions()
         self._tracker = Tracker()
         self._crashes = Crashes()
-        self._events = Events(redactor)
+        self._events = Events(redactor, self.guard)
         self._aggregator = Aggregator(aggregate_window)
         self._announced = False
 
@@ -63,9 +64,8 @@ class Recorder:
         tracker = self._tracker
         pending = tracker.is_pending()
         link = None
-        if pending and not preflight:
-            url = leg.url() if tracker.redirects_pending() else None
-            link = tracker.actual(leg.origin, leg.target(), url, leg.method, now)
+        if pending:
+            link = self._continues(leg, preflight, now)
         decisions = self._decisions
         key = decisions.key(leg)
         decision = decisions.get(key)
@@ -92,6 +92,15 @@ class Recorder:
         if pending or preflight:
             self._expire(now)
 
+    def _continues(self, leg: Leg, preflight: bool, now: float) -> Link | None:
+        """The exchange a leg continues: a passed preflight's, or a redirect's (also for a preflight at its target)."""
+        tracker = self._tracker
+        url = leg.url() if tracker.redirects_pending() else None
+        if not preflight:
+            return tracker.actual(leg.origin, leg.target(), url, leg.method, now)
+        hop = tracker.hop_to(url, now) if url is not None else None
+        return Link(hop.exchange_id, hop) if hop is not None else None
+
     def _facts(self, leg: Leg, link: Link | None) -> LegFacts:
         crash = None
         if leg.outcome == "exception" and leg.exception is not None:
@@ -103,7 +112,8 @@ class Recorder:
         tracker = self._tracker
         if preflight:
             allowed = decision.verdict == "allowed"
-            return tracker.preflight(leg.origin, leg.target(), decision.requested_method or "", allowed, now)
+            after = link.exchange_id if link is not None else 0
+            return tracker.preflight(leg.origin, leg.target(), decision.requested_method or "", allowed, now, after)
         exchange_id = link.exchange_id if link is not None else 0
         if leg.status in REDIRECT_STATUSES and decision.verdict == "allowed":
             location = _location(leg)
@@ -209,7 +219,8 @@ class Recorder:
 
 
 def _location(leg: Leg) -> str | None:
+    """Where a redirect leads, as the next hop's own (redacted, bounded) URL will read: the key it is linked by."""
     for name, value in leg.response_text():
         if name.lower() == "location":
-            return resolve_location(leg.url(), value)
+            return truncate(redact_url(resolve_location(leg.url(), value)), URL_LIMIT)
     return None

@@ -432,12 +432,9 @@ def test_each_demo_exchange_is_allowed_or_fixed_by_what_corstrace_shows(card: st
 # --- what the server can know about credentials -----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15 item 3: the engine does not read Sec-Fetch-Storage-Access yet (another developer's change)",
-)
 def test_a_credentialed_cross_site_request_is_reported_blocked(frontend: str, page: Any) -> None:
-    """The demo's "With cookies" button, no cookie set: Chromium blocks it, and corstrace must say so."""
+    """The demo's "With cookies" button, no cookie set: Chromium blocks it, and corstrace says so (it knows the
+    credentials mode from Sec-Fetch-Storage-Access, issue 15 item 3), with the verified fix."""
     with captured_events() as logs, run_server(_demo_api(frontend)) as api:
         assert _click(page, frontend, api, "credentials") == "blocked"
         (event,) = logs.wait_for(lambda e: e["event"] in LEGS and e["url"] == api + "/session")

@@ -261,12 +261,37 @@ def test_secrets_never_reach_an_event(logs: list[dict[str, Any]]) -> None:
     assert ["authorization", "Bearer [redacted]"] in event["request_headers"]
 
 
-def test_identical_blocked_exchanges_are_logged_once(logs: list[dict[str, Any]]) -> None:
-    """A frontend looping on a blocked request is logged once per window, repeats counted."""
+def test_identical_blocked_exchanges_are_logged_three_times_then_counted(logs: list[dict[str, Any]]) -> None:
+    """A frontend looping on a blocked request: the first three legs per window are logged, the rest counted."""
+    with TestClient(make_app()) as client:
+        for _ in range(50):
+            client.get("/items", headers={"Origin": "http://localhost:5173"})
+    assert len([e for e in logs if e["event"] == "cors.blocked"]) == 3
+    (summary,) = [e for e in logs if e["event"] == "cors.blocked.summary"]
+    assert summary["suppressed"] == 47
+
+
+def test_a_second_click_on_a_broken_button_is_logged(logs: list[dict[str, Any]]) -> None:
+    """Two identical blocked legs within the window are both logged (flood control starts later)."""
     client = TestClient(make_app())
-    for _ in range(50):
+    for _ in range(2):
         client.get("/items", headers={"Origin": "http://localhost:5173"})
-    assert len([e for e in logs if e["event"] == "cors.blocked"]) == 1
+    assert len([e for e in logs if e["event"] == "cors.blocked"]) == 2
+
+
+def test_repeats_are_reported_on_the_next_logged_leg(logs: list[dict[str, Any]], monkeypatch: Any) -> None:
+    """Once the window has passed, the next identical leg is logged with the count of those suppressed."""
+    import types
+
+    clock = [1000.0]  # the legs' own clock: windows run on when each leg started
+    monkeypatch.setattr("corstrace._leg.time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    client = TestClient(make_app())
+    for _ in range(5):
+        client.get("/items", headers={"Origin": "http://localhost:5173"})
+    clock[0] += 61
+    client.get("/items", headers={"Origin": "http://localhost:5173"})
+    blocked = [e for e in logs if e["event"] == "cors.blocked"]
+    assert len(blocked) == 4 and blocked[-1]["repeats_suppressed"] == 2
 
 
 def test_scanner_with_random_origins_is_capped(logs: list[dict[str, Any]]) -> None:
