@@ -406,3 +406,29 @@ def test_replay_uses_the_apps_own_cors_class(logs: list[dict[str, Any]]) -> None
     _preflight(make_app(cors_class=CountingCORS, **DEMO), "/items/1", "PUT")
     assert CountingCORS.built > before + 1  # the app's own, then the replay's
     assert _only(logs)["fix_code"].startswith("app.add_middleware(CORSMiddleware")
+
+
+def test_a_preflight_at_a_redirect_target_is_replayed_after_its_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 307's target is preflighted again; its fix is proven from the chain's first request on."""
+    from corstrace._exchange import Hop
+    from corstrace._facts import LegFacts, judge, texts_of
+    from corstrace._leg import Target
+
+    headers = ((b"origin", FRONTEND.encode()), (b"access-control-request-method", b"PUT"))
+    hop = Hop(0, 0.0, FRONTEND, "PUT", "http://api.test/a/", "http://api.test/a/")
+    facts = LegFacts("OPTIONS", FRONTEND, Target("http", "api.test", b"/a", b""), "/a", headers, 400, (), True,
+                     "completed", None, False, hop, None, None)  # fmt: skip
+    texts = texts_of(facts)
+    exchange = _fix.exchange_of(facts, texts, judge(facts, texts))
+    assert (exchange.method, exchange.url) == ("PUT", "http://api.test/a/")
+    assert exchange.routes == (("http://api.test/a/", 307, "http://api.test/a"),)
+    replayed = _recording(monkeypatch)
+    settings = _settings(allow_origins=[FRONTEND])
+    found = _fix.search(settings, exchange, ("omit",))
+    assert found.verified and found.change == {"allow_methods": ["GET", "PUT"]}
+    assert replayed[-4:] == [
+        (True, "PUT", "http://api.test/a/"),
+        (False, "PUT", "http://api.test/a/"),
+        (True, "PUT", "http://api.test/a"),
+        (False, "PUT", "http://api.test/a"),
+    ]
