@@ -20,6 +20,9 @@ from corstrace.engine import Verdict
 
 _CREDENTIAL_REASONS = ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials")
 _WILDCARD_REASONS = ("WildcardOriginNotAllowed", "PreflightWildcardOriginNotAllowed")
+_NOT_READ = (
+    " Not verified: corstrace cannot read this app's CORS layer, so it could not replay the exchange with the change."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +58,13 @@ def combine(verdict: Verdict, cause: ServerCause | None) -> Wording:
         explanation = cause.text
     else:
         explanation = f"{cause.text} {verdict.explanation}"
-    if cause is None or cause.fix is None:
-        return Wording(explanation, verdict.fix, None, False)
-    return Wording(explanation, cause.fix, cause.fix_code, cause.fix_verified)
+    if cause is not None and cause.fix is not None:
+        return Wording(explanation, cause.fix, cause.fix_code, cause.fix_verified)
+    fix = verdict.fix
+    if fix is not None and verdict.verdict == "blocked":
+        # The engine's header-level fix, from the browser's side only: say that nothing proved it.
+        fix += _NOT_READ if cause is None else " Not verified."
+    return Wording(explanation, fix, None, False)
 
 
 def explain(facts: LegFacts, texts: Texts, verdict: Verdict) -> ServerCause | None:

@@ -432,3 +432,17 @@ def test_a_preflight_at_a_redirect_target_is_replayed_after_its_chain(monkeypatc
         (True, "PUT", "http://api.test/a"),
         (False, "PUT", "http://api.test/a"),
     ]
+
+
+def test_an_app_without_a_readable_cors_layer_gets_an_unverified_header_fix(logs: list[dict[str, Any]]) -> None:
+    """No CORS configuration to replay: the engine's header-level fix, saying it was not verified."""
+
+    async def plain(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    TestClient(CORSTraceMiddleware(plain, inspector=False)).get("/", headers={"Origin": FRONTEND})
+    event = _only(logs)
+    assert event["verdict"] == "blocked" and (event["fix_verified"], event["fix_code"]) == (False, None)
+    assert event["fix"].endswith("Not verified: corstrace cannot read this app's CORS layer, so it could not replay "
+                                 "the exchange with the change.")  # fmt: skip
