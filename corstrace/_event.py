@@ -75,6 +75,9 @@ class LegEvent(_ServerSide):
     warnings: list[WarningField]
     explanation: str
     fix: str | None
+    # The fix was replayed through the real CORS layer and the whole exchange passed (CONTRACT.md).
+    fix_verified: bool
+    fix_code: str | None  # the copyable code of the fix: what "Copy fix" copies
     preflight: bool
     origin: str | None
     url: str
@@ -114,12 +117,11 @@ def leg_event(facts: LegFacts, redactor: Redactor, guard: Guard, verdict: Verdic
     Every value from traffic is redacted, cut to a bound and escaped for a terminal (see :func:`_safe`).
     """
     texts = texts_of(facts)
-    if verdict is None:
-        verdict = judge(facts, texts)
+    verdict = verdict if verdict is not None else judge(facts, texts)
     cause = None
     with guard:
         cause = _cause.explain(facts, texts, verdict)
-    explanation, fix = _cause.combine(verdict, cause)
+    wording = _cause.combine(verdict, cause)
     event: LegEvent = {
         "verdict": verdict.verdict,
         "reason": verdict.reason,
@@ -128,8 +130,10 @@ def leg_event(facts: LegFacts, redactor: Redactor, guard: Guard, verdict: Verdic
         "credentials": verdict.credentials,
         "if_credentialed": _credentialed(verdict, cause),
         "warnings": _warnings(verdict, facts),
-        "explanation": explanation,
-        "fix": fix,
+        "explanation": wording.explanation,
+        "fix": wording.fix,
+        "fix_verified": wording.fix_verified,
+        "fix_code": wording.fix_code,
         "preflight": verdict.preflight,
         "origin": truncate(facts.origin, ORIGIN_LIMIT),
         "url": texts.url,
@@ -153,10 +157,16 @@ def leg_event(facts: LegFacts, redactor: Redactor, guard: Guard, verdict: Verdic
         "exchange_id": None,
         "duration_ms": 0.0,
     }
+    secrets = redactor.secrets(texts.request, facts.target.url()) if facts.crash is not None else ()
+    return _safe(_with_server_side(event, cause), secrets)
+
+
+def _with_server_side(event: LegEvent, cause: _cause.ServerCause | None) -> LegEvent:
+    """``event`` with the CORS layer's refusal in its own vocabulary, when it refused."""
     if cause is not None and cause.reason is not None:
         event["server_reason"] = cause.reason
         event["server_details"] = list(cause.details)
-    return _safe(event, redactor.secrets(texts.request, facts.target.url()) if facts.crash is not None else ())
+    return event
 
 
 # Every string of an event is at most this long (header values have their own, smaller, bound).

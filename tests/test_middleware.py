@@ -116,9 +116,12 @@ def test_preflight_for_a_method_not_allowed_explains_starlettes_400(logs: list[d
     assert "PUT is not in allow_methods" in event["explanation"] and "(the default)" in event["explanation"]
     assert "It does not have HTTP ok status" in event["explanation"]
     assert "it never sends the actual `PUT` request" in event["explanation"]
-    assert event["fix"] == (
-        'app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"], allow_methods=["GET", "PUT"])'
+    # The server cannot tell whether the page sends credentials: the fix covers both modes (issue 15).
+    assert event["fix_code"] == (
+        'app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"], allow_methods=["GET", "PUT"], '
+        "allow_credentials=True)"
     )
+    assert event["fix_verified"] is True and event["fix"].endswith(event["fix_code"])
 
 
 def test_preflight_from_a_near_miss_origin_names_the_difference(logs: list[dict[str, Any]]) -> None:
