@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 from corstrace import _cause
-from corstrace._escape import escape_all
+from corstrace._escape import escape_all, escape_control
 from corstrace._facts import LegFacts, judge, texts_of
 from corstrace._guard import Guard
 from corstrace._limits import EXCEPTION_TEXT_LIMIT, HEADER_VALUE_LIMIT, MAX_HEADERS, ORIGIN_LIMIT, URL_LIMIT, truncate
@@ -186,6 +186,11 @@ def _safe(event: LegEvent, secrets: tuple[str, ...]) -> LegEvent:
         if event["fix"] is not None:
             event["fix"] = scrub(event["fix"], secrets)
     bounded: LegEvent = escape_all(_bounded(event))
+    crash, shown = event["exception"], bounded["exception"]
+    if crash is not None and shown is not None:
+        # A traceback is lines: its newlines stay (every other newline from traffic is shown as \x0a, so a
+        # request cannot forge a log line).
+        bounded["exception"] = {**shown, "traceback": escape_control(crash["traceback"], keep_newlines=True)}
     return bounded
 
 
