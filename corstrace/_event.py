@@ -12,11 +12,11 @@ from typing import Any, Literal, TypedDict
 
 from corstrace import _cause
 from corstrace._escape import escape_all, escape_control
-from corstrace._facts import LegFacts, judge, texts_of
+from corstrace._facts import LegFacts, Texts, judge, texts_of
 from corstrace._guard import Guard
 from corstrace._limits import EXCEPTION_TEXT_LIMIT, HEADER_VALUE_LIMIT, MAX_HEADERS, ORIGIN_LIMIT, URL_LIMIT, truncate
 from corstrace._redact import Redactor, redact_url, scrub
-from corstrace.engine import Verdict
+from corstrace.engine import Verdict, needs_preflight
 
 MAX_EVENTS = 256
 # Facts larger than this (in header bytes) are never remembered: 256 of them stay under ~4 MB.
@@ -55,6 +55,11 @@ class ExceptionField(TypedDict):
     where: str | None
     traceback: str
     frames: list[FrameField]
+
+
+class CachedPreflightField(TypedDict):
+    exchange_id: str
+    seconds: int
 
 
 class _ServerSide(TypedDict, total=False):
@@ -97,6 +102,7 @@ class LegEvent(_ServerSide):
     exception: ExceptionField | None
     healed: bool
     redirected_from: str | None
+    preflight_cached: CachedPreflightField | None
     websocket: bool
     exchange_id: str | None
     duration_ms: float
@@ -153,6 +159,7 @@ def leg_event(facts: LegFacts, redactor: Redactor, guard: Guard, verdict: Verdic
         "exception": facts.crash.as_dict() if facts.crash is not None else None,  # type: ignore[typeddict-item]
         "healed": facts.healed,
         "redirected_from": facts.hop.from_url if facts.hop is not None else None,
+        "preflight_cached": _cached_preflight(facts, texts),
         "websocket": False,
         "exchange_id": None,
         "duration_ms": 0.0,
@@ -203,6 +210,14 @@ def _bounded(value: Any) -> Any:
     if isinstance(value, list):
         return [_bounded(item) for item in value]
     return value
+
+
+def _cached_preflight(facts: LegFacts, texts: Texts) -> CachedPreflightField | None:
+    """The cached preflight a request that needed one came without (see ``LegFacts.cached_preflight``)."""
+    if facts.cached_preflight is None or not needs_preflight(facts.method, texts.request):
+        return None
+    exchange_id, seconds = facts.cached_preflight
+    return {"exchange_id": exchange_id, "seconds": seconds}
 
 
 def _credentialed(verdict: Verdict, cause: _cause.ServerCause | None) -> CredentialedField | None:
