@@ -164,8 +164,9 @@ def is_own_origin(origin: str | None, host_header: str | None, scheme: str) -> b
 
 
 def offered_protocols(scope: Scope) -> list[str]:
-    """The subprotocols a WebSocket handshake offers, from every ``Sec-WebSocket-Protocol`` header (bounded)."""
-    offered: list[str] = []
+    """The subprotocols a WebSocket handshake offers (bounded): the scope's ``subprotocols`` and every
+    ``Sec-WebSocket-Protocol`` header (some servers, uvicorn's wsproto one, list only the former)."""
+    offered: list[str] = [str(protocol) for protocol in scope.get("subprotocols") or ()]
     for raw_name, raw_value in scope.get("headers", ()):
         if raw_name.lower() == b"sec-websocket-protocol":
             offered.extend(part.strip() for part in raw_value.decode("latin-1").split(",") if part.strip())

@@ -20,6 +20,7 @@ WebSocket protocol (server → client, JSON text frames; the client sends nothin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -161,20 +162,27 @@ class Inspector:
         # Select ours, never the one carrying the token: the answer must not echo it.
         await send({"type": "websocket.accept", "subprotocol": PROTOCOL if PROTOCOL in protocols else None})
         since = self._query(scope).get("since") or None
-        async with self.hub.subscribe(since) as subscription, anyio.create_task_group() as group:
+        try:
+            async with self.hub.subscribe(since) as subscription, anyio.create_task_group() as group:
 
-            async def watch_disconnect() -> None:
-                # Nothing the page sends matters; reading is how a closed or dead socket is noticed.
-                while (await receive())["type"] != "websocket.disconnect":
+                async def watch_disconnect() -> None:
+                    # Nothing the page sends matters; reading is how a closed or dead socket is noticed.
+                    while (await receive())["type"] != "websocket.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch_disconnect)
+                try:
+                    await self._stream(subscription, send)
+                except OSError:  # uvicorn's ClientDisconnected: the page went away mid-send
                     pass
                 group.cancel_scope.cancel()
-
-            group.start_soon(watch_disconnect)
-            try:
-                await self._stream(subscription, send)
-            except OSError:  # uvicorn's ClientDisconnected: the page went away mid-send
-                pass
-            group.cancel_scope.cancel()
+        except anyio.get_cancelled_exc_class():
+            # The server cancelled us (hypercorn does at shutdown, before the lifespan's): say "going away",
+            # so the page reconnects quietly instead of reporting the server's 1011.
+            with anyio.move_on_after(1, shield=True), contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": _CLOSE_GOING_AWAY, "reason": "server shutting down"})
+            raise
 
     async def _stream(self, subscription: Subscription, send: Send) -> None:
         async def send_json(message: dict[str, Any]) -> None:

@@ -12,8 +12,9 @@ reason logged once. The checks are plain functions (:func:`token_problem`, :func
 :func:`directory_problem`) so other processes sharing the token can apply the same rules.
 
 Reading the file is blocking I/O, and Starlette builds middleware lazily *inside* the running event loop:
-so the token is read once per process when this module is imported (before any server serves), cached, and
-only re-read (in a worker thread, see :func:`current_token_async`) when the environment changed since.
+so the token is read once per process when this module is imported (by a short-lived thread when the import
+itself runs inside a loop), cached, and only re-read (in a worker thread, see :func:`current_token_async`)
+when the environment changed since.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import stat
 import threading
 from pathlib import Path
 
+import anyio.lowlevel
 import anyio.to_thread
 import platformdirs
 
@@ -252,6 +254,8 @@ def load_token() -> str:
 
 _cache: tuple[tuple[str, str], str] | None = None
 _cache_lock = threading.Lock()
+# The load started at import when a loop was already running (``uvicorn app:app`` imports the app inside it).
+_inflight: threading.Thread | None = None
 
 
 def _cache_key() -> tuple[str, str]:
@@ -270,6 +274,9 @@ def cached_token() -> str | None:
 def current_token() -> str:
     """The token for the current environment: cached, else loaded now (blocking; see the module docstring)."""
     global _cache
+    inflight = _inflight
+    if inflight is not None:
+        inflight.join()  # the import-time load: finished long before anyone asks, in practice
     key = _cache_key()
     with _cache_lock:
         if _cache is not None and _cache[0] == key:
@@ -287,12 +294,40 @@ async def current_token_async() -> str:
     return await anyio.to_thread.run_sync(current_token)
 
 
+def _load_quietly() -> None:
+    with contextlib.suppress(Exception):
+        current_token()
+
+
+def _in_event_loop() -> bool:
+    try:
+        anyio.lowlevel.current_token()
+    except Exception:
+        return False
+    return True
+
+
 def _preload() -> None:
-    # At import, before any server runs its loop: Starlette builds middleware lazily inside the loop, and
-    # the inspector's URL (with its token) is logged from there.
-    if inspector_enabled(None):
-        with contextlib.suppress(Exception):
-            current_token()
+    # At import: Starlette builds middleware lazily *inside* the running loop, and the inspector's URL (with
+    # its token) is logged from there. Most imports happen before any loop runs; ``uvicorn app:app`` imports
+    # the app inside its loop (before serving), so there the file is read by a thread instead.
+    global _inflight
+    if not inspector_enabled(None):
+        return
+    if _in_event_loop():
+        _inflight = threading.Thread(target=_load_quietly, name="corstrace-inspector-token", daemon=True)
+        _inflight.start()
+    else:
+        _load_quietly()
 
 
+def _after_fork_in_child() -> None:
+    # A fork while the import-time thread held the lock would leave it held forever in the child.
+    global _cache_lock, _inflight
+    _cache_lock = threading.Lock()
+    _inflight = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 _preload()
