@@ -366,6 +366,8 @@ class Hub:
                 subscription._snapshot_next = resume
                 subscription._count_drops(skipped)
                 self._dropped += skipped
+                if resume > subscription._snapshot_last:
+                    return [], skipped
             entries: list[Entry] = []
             total = 0
             # seqs in the ring are contiguous, so the next snapshot entry sits at a known index.
