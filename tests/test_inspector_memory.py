@@ -111,12 +111,32 @@ async def test_a_client_stalled_in_its_snapshot_pins_nothing_the_ring_let_go() -
         assert [e.seq for e in live][-1] == 25
 
 
-def test_a_record_too_large_to_keep_becomes_a_visible_note() -> None:
-    """A record over the per-record limit is replaced by a note that says so, in its place in the sequence."""
+def test_a_record_too_large_to_keep_is_cut_visibly_and_says_what_was_cut() -> None:
+    """An oversized leg keeps its row (verdict, path, origin); its long values end with the CONTRACT's marker."""
     hub = Hub()
-    hub.publish(big_record(1, 1_000_000))
+    record = big_record(1, 1_000_000)
+    record["request_headers"] = [[f"x-h{i}", "v"] for i in range(5000)]
+    hub.publish(record)
+    (kept,) = hub.records()
+    assert (kept["type"], kept["exchange_id"], kept["verdict"], kept["path"]) == (
+        "leg",
+        "big-1",
+        "allowed",
+        "/api/items",
+    )
+    assert kept["explanation"].endswith("…[truncated 997954 bytes]")
+    assert len(kept["request_headers"]) == 100
+    assert sorted(kept["truncated"]) == ["explanation", "request_headers"]
+
+
+def test_a_record_too_large_even_when_cut_becomes_a_visible_note() -> None:
+    """Thousands of small fields cannot be cut by value: a note says so, in the record's place in the sequence."""
+    hub = Hub()
+    record = make_record(exchange_id="wide")
+    record.update({f"field_{i}": "y" * 200 for i in range(5000)})
+    hub.publish(record)
     (note,) = hub.records()
-    assert (note["type"], note["code"], note["exchange_id"], note["seq"]) == ("note", "record_too_large", "big-1", 1)
+    assert (note["type"], note["code"], note["exchange_id"], note["seq"]) == ("note", "record_too_large", "wide", 1)
     assert "more than the inspector keeps per record" in note["message"]
     assert hub.stats()["oversized"] == 1
 

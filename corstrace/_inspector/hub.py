@@ -7,7 +7,8 @@ queue, and a full queue drops its *oldest* record and counts it. One sender task
 own queue.
 
 Memory is bounded in bytes, not only in records: the ring, every client's queue and every frame have a
-byte budget, and a record larger than :data:`MAX_RECORD_BYTES` is kept as a short note saying so. The
+byte budget, and a record larger than :data:`MAX_RECORD_BYTES` has its long strings and lists cut (named
+in its ``truncated`` list), or, if that is not enough, is kept as a short note saying so. The
 ring holds each record's JSON text (encoded once, shared by every client) rather than the dict, so what is
 counted is what is kept. A new client's snapshot is read from the ring chunk by chunk as it is sent, so a
 client stalled in its snapshot holds nothing the ring has let go.
@@ -101,6 +102,42 @@ def record_members(record: Record) -> str:
     if own and shared.json:
         return f"{own},{shared.json}"
     return own or shared.json
+
+
+# What shrink() keeps of an oversized record: strings of up to this many characters, lists of up to this many items.
+SHRUNK_STRING = 2048
+SHRUNK_LIST = 100
+_SHRINK_DEPTH = 6
+
+
+def _shrunk(value: Any, depth: int) -> tuple[Any, bool]:
+    """``value`` with long strings cut (marked as the CONTRACT says) and long lists shortened; and whether it was."""
+    if isinstance(value, str):
+        if len(value) <= SHRUNK_STRING:
+            return value, False
+        cut = len(value[SHRUNK_STRING:].encode("utf-8", "surrogatepass"))
+        return f"{value[:SHRUNK_STRING]}…[truncated {cut} bytes]", True
+    if depth >= _SHRINK_DEPTH or not isinstance(value, (dict, list, tuple)):
+        return value, False
+    if isinstance(value, dict):
+        items = [(key, _shrunk(item, depth + 1)) for key, item in value.items()]
+        return {key: item for key, (item, _) in items}, any(changed for _, (_, changed) in items)
+    kept = [_shrunk(item, depth + 1) for item in value[:SHRUNK_LIST]]
+    return [item for item, _ in kept], len(value) > SHRUNK_LIST or any(changed for _, changed in kept)
+
+
+def shrink(record: Record) -> Record:
+    """A copy of an oversized ``record`` small enough to keep, naming what was cut in ``truncated``."""
+    out: Record = {}
+    truncated = [name for name in record.get("truncated") or () if isinstance(name, str)]
+    for key, value in record.items():
+        if key == "truncated":
+            continue
+        out[key], changed = _shrunk(value, 0)
+        if changed and key not in truncated:
+            truncated.append(key)
+    out["truncated"] = truncated
+    return out
 
 
 class Entry:
@@ -269,6 +306,9 @@ class Hub:
         try:
             try:
                 members = record_members(record)  # outside the lock: the slow part
+                if sys.getsizeof(members) > self.max_record_bytes:
+                    # Rare (the pipeline truncates first): cut long strings and lists, say which fields.
+                    members = record_members(shrink(record))
             except Exception:  # a value json cannot encode even with default=str (say, a non-string key)
                 members = None
             with self._lock:
