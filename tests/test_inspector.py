@@ -617,6 +617,7 @@ class _Socket:
         self.accepted = anyio.Event()
         self.disconnect = anyio.Event()
         self._connected = False
+        self._changed = anyio.Event()
 
     async def receive(self) -> dict[str, Any]:
         if not self._connected:
@@ -625,8 +626,18 @@ class _Socket:
         await self.disconnect.wait()
         return {"type": "websocket.disconnect", "code": 1000}
 
+    async def wait_for_text(self, fragment: str) -> None:
+        """Until the app has sent a text frame containing ``fragment``."""
+        while True:
+            changed = self._changed
+            if any(fragment in message.get("text", "") for message in self.sent):
+                return
+            await changed.wait()
+
     async def send(self, message: dict[str, Any]) -> None:
         self.sent.append(message)
+        self._changed.set()
+        self._changed = anyio.Event()
         if message["type"] == "websocket.accept":
             self.accepted.set()
         elif self.stall and message["type"] == "websocket.send":
