@@ -180,3 +180,31 @@ async def test_snapshot_frames_stay_small_however_big_the_ring() -> None:
                         break
     assert sum(sizes) > 7 * MIB  # the whole ring arrived
     assert max(sizes) <= 1 * MIB
+
+
+def test_repeated_records_count_their_shared_part_in_full() -> None:
+    """Copies of one remembered event are kept unencoded until sent, yet each counts the shared part's bytes."""
+    from corstrace._inspector.hub import Shared, SharedRecord
+
+    hub = Hub()
+    shared = Shared()
+    template = big_record(0)
+    for index in range(1000):
+        copy = SharedRecord(template, shared)
+        copy.update(exchange_id=f"repeat-{index}", ts=1.0 + index, duration_ms=0.5)
+        hub.publish(copy)
+    stats = hub.stats()
+    assert stats["buffered_bytes"] <= RING_BUDGET
+    assert 50 < stats["buffered"] < 1000
+    assert hub.records()[-1]["exchange_id"] == "repeat-999"
+
+
+def test_a_repeated_record_whose_shared_part_is_too_large_is_cut_like_any_other() -> None:
+    """The lazily kept path does not skip the per-record limit."""
+    from corstrace._inspector.hub import Shared, SharedRecord
+
+    hub = Hub()
+    copy = SharedRecord(big_record(0, 1_000_000), Shared())
+    hub.publish(copy)
+    (kept,) = hub.records()
+    assert kept["truncated"] == ["explanation"] and kept["exchange_id"] == "big-0"

@@ -90,7 +90,8 @@ def record_members(record: Record) -> str:
     """``record`` as JSON members without braces and without ``seq``; a shared part is encoded only once."""
     shared = record.shared if isinstance(record, SharedRecord) else None
     if shared is None:
-        return dumps({k: v for k, v in record.items() if k != "seq"})[1:-1]
+        # No copy in the usual case: the middleware's records get their seq only from the hub.
+        return dumps({k: v for k, v in record.items() if k != "seq"} if "seq" in record else record)[1:-1]
     if shared.json is None:
         shared.json = dumps({k: v for k, v in record.items() if k not in PER_LEG_KEYS})[1:-1]
     ts, exchange_id, duration = record.get("ts"), record.get("exchange_id"), record.get("duration_ms")
@@ -140,15 +141,36 @@ def shrink(record: Record) -> Record:
     return out
 
 
+# What the per-leg part of a shared record's JSON (seq, ts, exchange_id, duration_ms) and its object take, at most.
+_PER_LEG_BYTES = 400
+
+
 class Entry:
-    """One published record as kept: its ``seq``, its JSON ``text`` and the bytes that text occupies."""
+    """One published record as kept: its ``seq``, its JSON ``text`` and the bytes it occupies.
 
-    __slots__ = ("seq", "size", "text")
+    A record sharing its constant part with others (a repeated exchange, see :class:`SharedRecord`) is kept
+    as that small record and encoded on first use: most records are repeats, and most are never sent
+    (no page open). Its ``size`` counts the shared part in full, so the bound holds either way.
+    """
 
-    def __init__(self, seq: int, text: str) -> None:
+    __slots__ = ("_record", "_text", "seq", "size")
+
+    def __init__(self, seq: int, text: str | None, record: SharedRecord | None, size: int) -> None:
         self.seq = seq
-        self.text = text
-        self.size = sys.getsizeof(text)
+        self._text = text
+        self._record = record
+        self.size = size
+
+    @property
+    def text(self) -> str:
+        text = self._text
+        if text is None:
+            record = self._record
+            members = record_members(record) if record is not None else ""
+            text = f'{{"seq":{self.seq},{members}}}' if members else f'{{"seq":{self.seq}}}'
+            # Encoded once for every client; the record itself is no longer needed.
+            self._text, self._record = text, None
+        return text
 
 
 class _Signal:
@@ -304,17 +326,30 @@ class Hub:
     def publish(self, record: Record) -> None:
         """Keep ``record`` in the ring and queue it for every client; assigns ``record["seq"]``. Never raises."""
         try:
+            lazy: SharedRecord | None = None
+            size = 0
+            members: str | None = None
             try:
-                members = record_members(record)  # outside the lock: the slow part
-                if sys.getsizeof(members) > self.max_record_bytes:
-                    # Rare (the pipeline truncates first): cut long strings and lists, say which fields.
-                    members = record_members(shrink(record))
+                # Outside the lock: the slow part. A shared record only needs its shared part encoded (once).
+                if type(record) is SharedRecord and "seq" not in record:
+                    shared = record.shared.json
+                    if shared is None:
+                        record_members(record)
+                        shared = record.shared.json
+                    size = _PER_LEG_BYTES + sys.getsizeof(shared)
+                    if size <= self.max_record_bytes:
+                        lazy = record
+                if lazy is None:
+                    members = record_members(record)
+                    if sys.getsizeof(members) > self.max_record_bytes:
+                        # Rare (the pipeline truncates first): cut long strings and lists, say which fields.
+                        members = record_members(shrink(record))
             except Exception:  # a value json cannot encode even with default=str (say, a non-string key)
                 members = None
             with self._lock:
                 seq = self._seq + 1
                 record["seq"] = seq
-                entry = self._entry(seq, record, members)
+                entry = Entry(seq, None, lazy, size) if lazy is not None else self._entry(seq, record, members)
                 # Only now: the ring's seqs must stay contiguous even when a bad record raised above.
                 self._seq = seq
                 ring = self._ring
@@ -329,7 +364,8 @@ class Hub:
 
     def _entry(self, seq: int, record: Record, members: str | None) -> Entry:
         if members is not None:
-            entry = Entry(seq, f'{{"seq":{seq},{members}}}' if members else f'{{"seq":{seq}}}')
+            text = f'{{"seq":{seq},{members}}}' if members else f'{{"seq":{seq}}}'
+            entry = Entry(seq, text, None, sys.getsizeof(text))
             if entry.size <= self.max_record_bytes:
                 return entry
             self._oversized += 1
@@ -347,7 +383,8 @@ class Hub:
             "message": f"This {kind if kind in ('leg', 'note') else 'inspector'} record {problem}, "
             "so this note stands in its place.",
         }
-        return Entry(seq, dumps(note))
+        text = dumps(note)
+        return Entry(seq, text, None, sys.getsizeof(text))
 
     def set_lint(self, findings: list[dict[str, Any]]) -> None:
         """Replace the startup lint findings; every client gets them on connect and on change."""
