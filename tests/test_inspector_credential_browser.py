@@ -199,3 +199,14 @@ def test_the_demo_frontends_inspector_link_opens_a_live_inspector(tmp_path: Path
         assert "#" not in inspector_page.url
     finally:
         assert _stop(demo) == 0
+
+
+def test_a_token_with_url_special_characters_works_end_to_end(monkeypatch: pytest.MonkeyPatch, page: Any) -> None:
+    """`openssl rand -base64 24` gives `+`, `/` and `=`: the fragment is percent-encoded, the page decodes it and
+    hex-encodes it for the handshake, so any printable token opens the stream."""
+    monkeypatch.setenv("CORSTRACE_INSPECTOR_TOKEN", "a+b/c=d&e#f%g?h~j.k-l_m!n*o'p(q)r")
+    tracer = CORSTraceMiddleware(Starlette(routes=[Route("/api", _api)]), inspector=True)
+    with run_server(tracer) as base:
+        url = tracer.inspector_url("127.0.0.1", int(base.rsplit(":", 1)[1]))
+        assert url is not None and "+" not in url.split("#", 1)[1]
+        open_live(page, url)
