@@ -127,6 +127,7 @@ def test_a_record_too_large_to_keep_is_cut_visibly_and_says_what_was_cut() -> No
     assert kept["explanation"].endswith("…[truncated 997954 bytes]")
     assert len(kept["request_headers"]) == 100
     assert sorted(kept["truncated"]) == ["explanation", "request_headers"]
+    assert hub.stats()["oversized"] == 1
 
 
 def test_a_record_too_large_even_when_cut_becomes_a_visible_note() -> None:

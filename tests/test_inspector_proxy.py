@@ -41,9 +41,14 @@ def _api(request: Request) -> JSONResponse:
 @pytest.fixture
 def upstream(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[str]:
     """The app with the inspector on, under uvicorn (``http`` implementation from the test's parameter)."""
+    http = getattr(request, "param", "auto")
+    if http == "httptools":
+        pytest.importorskip(
+            "httptools", reason="uvicorn's httptools parser is not installed (pip install -e '.[test]')"
+        )
     monkeypatch.setenv("CORSTRACE_INSPECTOR_TOKEN", TOKEN)
     app = CORSTraceMiddleware(Starlette(routes=[Route("/api", _api)]), inspector=True)
-    with run_server(app, http=getattr(request, "param", "auto")) as base:
+    with run_server(app, http=http) as base:
         yield base
 
 
@@ -209,3 +214,44 @@ def test_two_host_headers_are_refused(upstream: str, order: str) -> None:
     answer = raw(upstream, f"GET /_corstrace/ HTTP/1.1\r\n{lines}Connection: close\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
     assert b"more than one Host header" in answer
+
+
+@pytest.mark.parametrize("http_version", ["1.0", "0.9"])
+def test_http_1_0_is_refused_at_the_asgi_level(http_version: str) -> None:
+    """Whatever the server: an HTTP/1.0 scope is refused with the reason (h11 and httptools both pass it on)."""
+    status, body = _asgi_get([(b"host", b"127.0.0.1:8000")], http_version)
+    assert status == 403 and b"HTTP/1.0" in body
+
+
+def test_two_host_headers_are_refused_at_the_asgi_level() -> None:
+    """What httptools passes through (h11 itself answers 400), refused even when both name loopback."""
+    status, body = _asgi_get([(b"host", b"127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")], "1.1")
+    assert status == 403 and b"more than one Host header" in body
+
+
+def _asgi_get(headers: list[tuple[bytes, bytes]], http_version: str) -> tuple[int, bytes]:
+    import anyio
+
+    from corstrace._inspector import Hub, Inspector
+
+    inspector = Inspector(Hub(), token=TOKEN)
+    scope = {
+        "type": "http",
+        "http_version": http_version,
+        "method": "GET",
+        "scheme": "http",
+        "path": "/_corstrace/",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    anyio.run(inspector, scope, receive, send)
+    return sent[0]["status"], sent[1]["body"]

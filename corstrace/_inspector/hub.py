@@ -329,6 +329,7 @@ class Hub:
             lazy: SharedRecord | None = None
             size = 0
             members: str | None = None
+            oversized = False
             try:
                 # Outside the lock: the slow part. A shared record only needs its shared part encoded (once).
                 if type(record) is SharedRecord and "seq" not in record:
@@ -343,6 +344,7 @@ class Hub:
                     members = record_members(record)
                     if sys.getsizeof(members) > self.max_record_bytes:
                         # Rare (the pipeline truncates first): cut long strings and lists, say which fields.
+                        oversized = True
                         members = record_members(shrink(record))
             except Exception:  # a value json cannot encode even with default=str (say, a non-string key)
                 members = None
@@ -350,6 +352,7 @@ class Hub:
                 seq = self._seq + 1
                 record["seq"] = seq
                 entry = Entry(seq, None, lazy, size) if lazy is not None else self._entry(seq, record, members)
+                self._oversized += oversized or entry.size > self.max_record_bytes
                 # Only now: the ring's seqs must stay contiguous even when a bad record raised above.
                 self._seq = seq
                 ring = self._ring
@@ -368,7 +371,6 @@ class Hub:
             entry = Entry(seq, text, None, sys.getsizeof(text))
             if entry.size <= self.max_record_bytes:
                 return entry
-            self._oversized += 1
             problem = f"was {entry.size:,} bytes, more than the inspector keeps per record ({self.max_record_bytes:,})"
         else:
             problem = "could not be encoded as JSON"
@@ -412,7 +414,8 @@ class Hub:
         return [json.loads(text) for text in texts]
 
     def stats(self) -> dict[str, Any]:
-        """Counters for the heartbeat: published, buffered (records and bytes), clients, drops."""
+        """Counters for the heartbeat: published, buffered (records and bytes), clients, drops, records cut or
+        replaced because they were over the per-record limit (``oversized``)."""
         with self._lock:
             return {
                 "epoch": self.epoch,
