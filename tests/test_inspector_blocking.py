@@ -86,7 +86,7 @@ def test_default_setup_never_blocks_the_event_loop(tmp_path: Path) -> None:
             except OSError:
                 assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.1)
-        token = (cache / "corstrace" / "inspector-token").read_text().strip()
+        token = (cache / "corstrace" / "inspector-token-v2").read_text().strip()
 
         async def drive() -> None:
             import websockets

@@ -35,7 +35,7 @@ def logs() -> Iterator[list[dict[str, Any]]]:
 
 
 def token_file(cache: Path) -> Path:
-    return cache / "corstrace" / "inspector-token"
+    return cache / "corstrace" / "inspector-token-v2"
 
 
 def plant(cache: Path, content: str = STRONG, mode: int = 0o600) -> Path:
@@ -75,7 +75,7 @@ def test_cache_directory_is_the_one_platformdirs_gives(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(platformdirs, "user_cache_path", user_cache_path)
     token = load_token()
-    assert (elsewhere / "inspector-token").read_text().strip() == token
+    assert (elsewhere / "inspector-token-v2").read_text().strip() == token
 
 
 def test_a_strong_environment_token_wins_and_no_file_is_written(cache: Path, logs: list[dict[str, Any]]) -> None:
@@ -193,8 +193,8 @@ def test_a_token_folder_that_is_a_symlink_is_refused(cache: Path, tmp_path: Path
     """The corstrace folder itself must be a real directory."""
     real = tmp_path / "real"
     real.mkdir(mode=0o700)
-    (real / "inspector-token").write_text(STRONG + "\n")
-    (real / "inspector-token").chmod(0o600)
+    (real / "inspector-token-v2").write_text(STRONG + "\n")
+    (real / "inspector-token-v2").chmod(0o600)
     cache.mkdir()
     (cache / "corstrace").symlink_to(real)
     assert_refused(cache, logs, STRONG, "is a symlink")
@@ -252,6 +252,16 @@ def test_a_fifo_in_place_of_the_file_neither_hangs_nor_is_trusted(cache: Path, l
     path.parent.mkdir(parents=True, mode=0o700)
     os.mkfifo(path, 0o600)
     assert_refused(cache, logs, None, "not a regular file")
+
+
+def test_a_token_file_of_earlier_versions_is_not_reused(cache: Path) -> None:
+    """Earlier versions sent the token of `inspector-token` in a cookie to every local port: it is not trusted."""
+    old = cache / "corstrace" / "inspector-token"
+    old.parent.mkdir(parents=True, mode=0o700)
+    old.write_text(STRONG + "\n")
+    old.chmod(0o600)
+    assert load_token() != STRONG
+    assert old.read_text().strip() == STRONG  # left alone for whichever older install still reads it
 
 
 def test_the_rules_are_reusable_functions() -> None:

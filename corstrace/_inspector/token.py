@@ -39,7 +39,9 @@ MIN_TOKEN_LENGTH = 24
 MIN_DISTINCT_CHARACTERS = 8
 # The token travels in every WebSocket handshake: a bound keeps that header small.
 MAX_TOKEN_LENGTH = 512
-TOKEN_FILE_NAME = "inspector-token"
+# "-v2": earlier versions put the token of "inspector-token" in a cookie, which browsers sent to every local
+# port; a new file means a new token, so whatever leaked that way opens nothing.
+TOKEN_FILE_NAME = "inspector-token-v2"
 _GENERATE_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
@@ -51,7 +53,7 @@ def inspector_enabled(option: bool | None) -> bool:
 
 
 def token_path() -> Path:
-    """Where the shared token is kept: the platform's user cache directory, ``corstrace/inspector-token``.
+    """Where the shared token is kept: the platform's user cache directory, ``corstrace/inspector-token-v2``.
 
     Linux: ``$XDG_CACHE_HOME`` or ``~/.cache``; macOS: ``~/Library/Caches``; Windows: ``%LOCALAPPDATA%``.
     """
