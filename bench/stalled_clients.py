@@ -5,8 +5,9 @@ on) under uvicorn in a subprocess, connects ``clients`` raw WebSocket clients th
 never read again (tiny receive buffers, like frozen tabs), then sends ``requests`` cross-origin requests whose
 headers make every record about ``header_bytes`` large, each on its own path so no two records share their
 encoding. The server's RSS is read from ``/proc`` after warm-up, along the flood, once the clients closed, and
-after a second identical round: every store is bounded in bytes, so RSS must stay flat from round to round and
-fall back once the stalled clients are gone.
+after a second identical round: every store is bounded in bytes, so RSS must stay flat from round to round
+(what the closed clients held is freed and reused; the allocator need not hand it back to the OS, which is
+why tests/test_inspector_memory.py counts with tracemalloc).
 
 Prints one JSON object: phases with RSS in MiB.
 """
