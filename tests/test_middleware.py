@@ -402,9 +402,10 @@ def test_startup_inspector_url_comes_from_the_command_line(argv: list[str], addr
 def test_startup_announces_the_inspector_url(logs: list[dict[str, Any]], monkeypatch: Any) -> None:
     """Under `uvicorn app --port 8001` the startup event carries the full inspector URL with its token."""
     monkeypatch.setattr("sys.argv", ["/venv/bin/uvicorn", "main:app", "--port", "8001"])
-    monkeypatch.setenv("CORSTRACE_INSPECTOR_TOKEN", "tok")
+    token = "Tk3q9ZpLw2mXv8RbNc4YdS7e"
+    monkeypatch.setenv("CORSTRACE_INSPECTOR_TOKEN", token)
     with TestClient(make_app(trace={"inspector": True})):
         pass
     (event,) = [e for e in logs if e["event"] == "corstrace.inspector"]
-    assert event["url"] == "http://127.0.0.1:8001/_corstrace/?token=tok"
-    assert event["message"] == "open http://127.0.0.1:8001/_corstrace/?token=tok"
+    assert event["url"] == f"http://127.0.0.1:8001/_corstrace/#token={token}"
+    assert event["message"] == f"open http://127.0.0.1:8001/_corstrace/#token={token}"
