@@ -133,10 +133,14 @@ def run(
     pytest_args: tuple[str, ...] = (),
     jobs: int = 0,
     log: Path | None = None,
+    workdir: Path | None = None,
 ) -> Run:
-    """One pytest run of ``suite`` in ``mode`` ("bare" or "wrapped"), its report parsed."""
+    """One pytest run of ``suite`` in ``mode`` ("bare" or "wrapped"), its report parsed.
+
+    ``workdir`` runs the tests found there instead of the suite's unpacked sdist (the runner's own tests).
+    """
     cache = cache or default_cache()
-    workdir = unpack(suite, cache)
+    workdir = workdir or unpack(suite, cache)
     results = cache / "results"
     results.mkdir(parents=True, exist_ok=True)
     label = f"{suite.name}-{mode}" + (f"-inspector-{inspector}" if mode == "wrapped" else "")
