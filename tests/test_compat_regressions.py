@@ -288,7 +288,7 @@ async def test_lifespan_shutdown_on_trio_logs_no_internal_error(
     reason=(
         "Issue 14 item 3: CORSTraceMiddleware.__init__ reads (first time: creates) the inspector token file; "
         "Starlette builds its middleware stack inside the running loop on the first request, so under "
-        "blockbuster the request fails with BlockingError (216 of Starlette's own tests)"
+        "blockbuster the request fails with BlockingError (about 230 of Starlette's own tests)"
     ),
 )
 async def test_building_the_middleware_inside_the_loop_does_no_blocking_io(
@@ -339,3 +339,34 @@ async def test_an_escaping_exception_is_described_without_blocking_the_loop() ->
     assert [entry for entry in logs if entry["event"] == "corstrace.internal_error"] == []
     (event,) = _leg_events(logs)
     assert (event["event"], event["exception_type"]) == ("cors.blocked", "RuntimeError")
+
+
+SCHEME_IS_OPTIONAL = (
+    "corstrace reads scope['scheme'], optional in ASGI (default 'http'): KeyError (Starlette's "
+    "test_asgi_pathsend_events builds such a scope)"
+)
+
+
+def _without_scheme(origin: str) -> dict[str, Any]:
+    scope = http_scope("GET", "/items", [(b"origin", origin.encode())])
+    del scope["scheme"]
+    return scope
+
+
+@pytest.mark.xfail(strict=True, reason=SCHEME_IS_OPTIONAL + ": the leg's event is lost")
+async def test_a_scope_without_the_optional_scheme_is_traced_as_http() -> None:
+    """No ``scheme`` in the scope: the leg is judged and logged, its URL an http:// one."""
+    traced = CORSTraceMiddleware(_app([(b"access-control-allow-origin", FRONTEND.encode())]), inspector=False)
+    with structlog.testing.capture_logs() as logs:
+        await _request(traced, _without_scheme(FRONTEND))
+    assert [entry for entry in logs if entry["event"] == "corstrace.internal_error"] == []
+    (event,) = _leg_events(logs)
+    assert (event["verdict"], event["url"]) == ("allowed", "http://api.test/items")
+
+
+@pytest.mark.xfail(strict=True, raises=KeyError, reason=SCHEME_IS_OPTIONAL + " raised out of corstrace")
+async def test_a_same_origin_request_without_the_optional_scheme_reaches_the_app() -> None:
+    """Origin equal to the Host and no ``scheme``: corstrace steps aside, the app answers as without it."""
+    traced = CORSTraceMiddleware(_app([(b"content-type", b"text/plain")]), inspector=False)
+    sent = await _request(traced, _without_scheme("http://api.test"))
+    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]

@@ -22,6 +22,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"{', '.join(SUITES)} (default: all)")
     parser.add_argument("--inspector", choices=("on", "off", "both"), default="both", help="default: both")
+    parser.add_argument(
+        "--inject-origin",
+        metavar="ORIGIN",
+        default=None,
+        help="corstrace alone sees this Origin on every request without one, so every leg is traced "
+        "(e.g. http://compat.invalid); the apps still get the original scope",
+    )
     parser.add_argument("--jobs", type=int, default=0, help="pytest-xdist workers per run (default: none)")
     parser.add_argument("--cache", type=Path, default=None, help=f"sdists and reports (default: {default_cache()})")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here as JSON")
@@ -62,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                     cache=options.cache,
                     pytest_args=tuple(pytest_args),
                     jobs=options.jobs,
+                    inject_origin=options.inject_origin,
                 )
                 comparison = compare(bare, wrapped, selected=bool(pytest_args))
-                print(f"  wrapped (inspector {inspector}): {wrapped.seconds} s, {wrapped.counts()}", flush=True)
+                print(f"  wrapped ({wrapped.variant}): {wrapped.seconds} s, {wrapped.counts()}", flush=True)
                 print(comparison.summary(), flush=True)
                 wrapped_runs.append((wrapped, comparison))
             results.append((bare, wrapped_runs))
@@ -92,6 +100,7 @@ def _as_json(bare: Run, wrapped: list[tuple[Run, Comparison]]) -> dict[str, obje
         "wrapped": [
             {
                 "inspector": run.inspector,
+                "injected_origin": run.injected,
                 "seconds": run.seconds,
                 "counts": run.counts(),
                 "ok": comparison.ok,

@@ -38,8 +38,9 @@ class KnownBug:
     # Searched (re.search) in the failure's text, or in an internal error's repr and traceback.
     signature: str
     regression_test: str
-    # The runs ("suite:inspector", e.g. "starlette:on") that must show the bug until it is fixed. A bug that
-    # only shows behind another one (its failure path is reached only through it) is expected nowhere.
+    # The full runs that must show the bug until it is fixed: "suite:inspector", plus "+origin" for a run with
+    # an injected Origin (e.g. "starlette:on", "starlette:off+origin"). A bug that only shows behind another
+    # one (its failure path is reached only through it) is expected nowhere.
     expected_in: tuple[str, ...] = ()
 
     def matches(self, text: str) -> bool:
@@ -103,5 +104,28 @@ KNOWN_BUGS: tuple[KnownBug, ...] = (
         ),
         signature=r"in _describe_exception\n",
         regression_test=REGRESSIONS + "test_an_escaping_exception_is_described_without_blocking_the_loop",
+        expected_in=("starlette:off+origin",),
+    ),
+    KnownBug(
+        name="list-valued-headers",
+        summary=(
+            "headers given as [name, value] lists (ASGI allows them; Starlette's own test apps send them) make "
+            "the verdict and event caches raise TypeError('unhashable type: list'), swallowed as "
+            "corstrace.internal_error: the leg's event is lost (issue 14 item 1)"
+        ),
+        signature=r"unhashable type: 'list'",
+        regression_test=REGRESSIONS + "test_every_identical_leg_with_list_valued_response_headers_logs_an_event",
+        expected_in=("starlette:off+origin",),
+    ),
+    KnownBug(
+        name="scope-without-scheme",
+        summary=(
+            "corstrace reads scope['scheme'], which ASGI makes optional (default 'http'/'ws'): a cross-origin "
+            "leg's event is lost (KeyError swallowed as corstrace.internal_error), and a same-origin request "
+            "raises KeyError out of corstrace before the app runs"
+        ),
+        signature=r"KeyError\('scheme'\)|KeyError: 'scheme'",
+        regression_test=REGRESSIONS + "test_a_scope_without_the_optional_scheme_is_traced_as_http",
+        expected_in=("starlette:off+origin",),
     ),
 )

@@ -113,6 +113,12 @@ class Run:
     # Wrapped runs: apps wrapped, and scopes that reached corstrace by type ("http", "http_with_origin", ...).
     traced: dict[str, int]
     output_tail: str
+    # Whether corstrace saw an injected Origin on every request (run(inject_origin=...)).
+    injected: bool = False
+
+    @property
+    def variant(self) -> str:
+        return f"inspector {self.inspector}" + (", injected Origin" if self.injected else "")
 
     def passed(self) -> set[str]:
         return {nodeid for nodeid, entry in self.tests.items() if entry["outcome"] == "passed"}
@@ -134,16 +140,20 @@ def run(
     jobs: int = 0,
     log: Path | None = None,
     workdir: Path | None = None,
+    inject_origin: str | None = None,
 ) -> Run:
     """One pytest run of ``suite`` in ``mode`` ("bare" or "wrapped"), its report parsed.
 
     ``workdir`` runs the tests found there instead of the suite's unpacked sdist (the runner's own tests).
+    ``inject_origin``: corstrace alone sees this Origin on every request without one (see the plugin).
     """
     cache = cache or default_cache()
     workdir = workdir or unpack(suite, cache)
     results = cache / "results"
     results.mkdir(parents=True, exist_ok=True)
     label = f"{suite.name}-{mode}" + (f"-inspector-{inspector}" if mode == "wrapped" else "")
+    if inject_origin and mode == "wrapped":
+        label += "-injected-origin"
     report = results / f"{label}.json"
     report.unlink(missing_ok=True)
     env = {name: value for name, value in os.environ.items() if not name.startswith(("PYTEST_", "CORSTRACE_"))}
@@ -152,12 +162,15 @@ def run(
         CORSTRACE_COMPAT_INSPECTOR=inspector,
         CORSTRACE_COMPAT_ROOT=str(ROOT),
         CORSTRACE_COMPAT_REPORT=str(report),
+        CORSTRACE_COMPAT_INJECT_ORIGIN=inject_origin or "",
         # The plugin module only: the checkout itself must not be importable, its `tests` would shadow theirs.
         PYTHONPATH=str(PLUGIN_DIR),
         # A fresh cache directory per run, like a new machine: the inspector creates its token file there.
         XDG_CACHE_HOME=tempfile.mkdtemp(prefix=f"{label}-xdg-", dir=results),
         PYTHONDONTWRITEBYTECODE="1",
     )
+    # The suite's default paths, unless the caller named tests of its own (a path, or path::test).
+    named = any((workdir / arg.split("::")[0]).exists() for arg in pytest_args if not arg.startswith("-"))
     command = [
         sys.executable,
         "-m",
@@ -166,6 +179,9 @@ def run(
         "corstrace_compat",
         "-p",
         "no:cacheprovider",
+        # Not the suites' own plugin; where installed it refuses to run beside pytest-xdist.
+        "-p",
+        "no:benchmark",
         "-q",
         "--no-header",
         "-o",
@@ -173,6 +189,7 @@ def run(
         *suite.pytest_args,
         *(("-n", str(jobs)) if jobs else ()),
         *pytest_args,
+        *(() if named else suite.paths),
     ]
     started = time.monotonic()
     log = log or results / f"{label}.log"
@@ -190,8 +207,18 @@ def run(
     if not report.exists():
         raise CompatError(f"{label}: pytest wrote no report (exit {returncode}); its output ended:\n{tail}")
     data = json.loads(report.read_text())
+    injected = bool(inject_origin) and mode == "wrapped"
     return Run(
-        suite.name, mode, inspector, seconds, returncode, data["tests"], data["outside_tests"], data["traced"], tail
+        suite.name,
+        mode,
+        inspector,
+        seconds,
+        returncode,
+        data["tests"],
+        data["outside_tests"],
+        data["traced"],
+        tail,
+        injected,
     )
 
 
@@ -217,7 +244,7 @@ class Comparison:
     """What a wrapped run did to the tests that passed bare."""
 
     suite: str
-    inspector: str
+    variant: str
     passed_bare: int
     passed_wrapped: int
     # Tests that passed bare, failed wrapped, and are neither excluded nor a known bug: new corstrace bugs.
@@ -245,7 +272,7 @@ class Comparison:
 
     def summary(self) -> str:
         lines = [
-            f"{self.suite} (inspector {self.inspector}): {self.passed_bare} passed bare, "
+            f"{self.suite} ({self.variant}): {self.passed_bare} passed bare, "
             f"{self.passed_wrapped} passed wrapped; {len(self.excluded)} excluded; "
             f"{len({test for tests in self.known.values() for test in tests})} broken by {len(self.known)} known "
             "bug(s); "
@@ -294,7 +321,7 @@ def compare(
     taken as fixed.
     """
     exclusions = {item.test: item.reason for item in excluded if item.suite == bare.suite}
-    result = Comparison(bare.suite, wrapped.inspector, len(bare.passed()), len(wrapped.passed()))
+    result = Comparison(bare.suite, wrapped.variant, len(bare.passed()), len(wrapped.passed()))
     result.traced = dict(wrapped.traced)
     shown: set[str] = set()
     for nodeid in sorted(bare.passed()):
@@ -328,6 +355,6 @@ def compare(
             else:
                 result.internal_errors.setdefault(nodeid, []).append(error)
     if not selected:
-        label = f"{bare.suite}:{wrapped.inspector}"
+        label = f"{bare.suite}:{wrapped.inspector}" + ("+origin" if wrapped.injected else "")
         result.fixed = [bug.name for bug in known_bugs if label in bug.expected_in and bug.name not in shown]
     return result

@@ -19,6 +19,8 @@ class Suite:
     keep: tuple[str, ...]
     # Arguments added to every pytest run of this suite.
     pytest_args: tuple[str, ...] = ()
+    # What pytest collects when the caller names no path of its own.
+    paths: tuple[str, ...] = ("tests",)
     # The suite's test requirements, as the suite's own pyproject lists them (dependency groups), reduced to
     # what its tests import. pyproject.toml's `test` extra installs them; `missing()` names any not installed.
     requirements: tuple[str, ...] = ()
@@ -68,6 +70,7 @@ FASTAPI = Suite(
     package="fastapi",
     # The tests import the documentation's examples (docs_src) and a few helper scripts.
     keep=("pyproject.toml", "tests", "docs_src", "scripts"),
+    # Not scripts/tests: those test the documentation tooling (and need its requirements), not FastAPI.
     # FastAPI's `tests` group, less coverage, type checkers, benchmark and reporting plugins.
     requirements=(
         "inline-snapshot",

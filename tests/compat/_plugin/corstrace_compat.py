@@ -13,6 +13,12 @@ environment variables the runner (``tests/compat/runner.py``) passes:
     checkout on ``sys.path`` (its ``tests`` package would shadow the suite's own ``tests``).
 ``CORSTRACE_COMPAT_REPORT``
     Where to write the JSON report: each test's outcome, and the corstrace events it logged.
+``CORSTRACE_COMPAT_INJECT_ORIGIN``
+    An origin (e.g. ``http://compat.invalid``) that corstrace, and only corstrace, sees on every HTTP and
+    WebSocket request that has none. Most tests send no ``Origin``, so corstrace would take its fast path
+    for them; with this, every leg is traced, judged and logged, while the app below still gets the
+    original scope (a layer outside corstrace adds the header to a copy, one inside hands the app the
+    original). The app never answers for that origin, so most legs are judged blocked.
 
 How the middleware gets outermost everywhere:
 
@@ -46,6 +52,8 @@ MODE = os.environ.get("CORSTRACE_COMPAT_MODE", "bare")
 INSPECTOR = os.environ.get("CORSTRACE_COMPAT_INSPECTOR", "on") == "on"
 ROOT = os.environ.get("CORSTRACE_COMPAT_ROOT")
 REPORT = os.environ.get("CORSTRACE_COMPAT_REPORT")
+INJECT_ORIGIN = os.environ.get("CORSTRACE_COMPAT_INJECT_ORIGIN", "").encode("latin-1")
+_ORIGINAL_SCOPE = "corstrace_compat.original_scope"
 
 # nodeid -> {"outcome": ..., "longrepr": ..., "events": {...}, "internal_errors": [...], "traced": {...}}
 _results: dict[str, dict[str, Any]] = {}
@@ -123,15 +131,44 @@ def _install_recorder() -> None:
     structlog.configure(processors=[_recorder, *processors])
 
 
+class _InjectOrigin:
+    """Outside corstrace: corstrace gets a copy of the scope with INJECT_ORIGIN added (see the module doc)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = scope.get("headers")
+        if scope["type"] in ("http", "websocket") and headers is not None:
+            if not any(pair[0] == b"origin" for pair in headers):
+                traced = dict(scope)
+                traced["headers"] = [*headers, (b"origin", INJECT_ORIGIN)]
+                traced[_ORIGINAL_SCOPE] = scope
+                scope = traced
+        await self.app(scope, receive, send)
+
+
+class _OriginalScope:
+    """Inside corstrace: the app gets the scope the server made, without the injected Origin."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope.get(_ORIGINAL_SCOPE, scope), receive, send)
+
+
 def _install_wrapping() -> None:
     corstrace = _import_corstrace()
     middleware_cls = corstrace.CORSTraceMiddleware
     from starlette.applications import Starlette
 
     def wrap(app: Any) -> Any:
-        if app is None or isinstance(app, middleware_cls):
+        if app is None or isinstance(app, (middleware_cls, _InjectOrigin)):
             return app
         _pending["traced"]["apps"] += 1
+        if INJECT_ORIGIN:
+            return _InjectOrigin(middleware_cls(_OriginalScope(app), inspector=INSPECTOR))
         return middleware_cls(app, inspector=INSPECTOR)
 
     # Count what reaches corstrace, so a run can show the wrapping really happened (a renamed attribute in a
