@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.compat.runner import Comparison, CompatError, Run, compare, default_cache, run
+from tests.compat.runner import INJECTED_ORIGIN, Comparison, CompatError, Run, compare, default_cache, run
 from tests.compat.suites import SUITES, missing
 
 
@@ -23,11 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"{', '.join(SUITES)} (default: all)")
     parser.add_argument("--inspector", choices=("on", "off", "both"), default="both", help="default: both")
     parser.add_argument(
-        "--inject-origin",
-        metavar="ORIGIN",
-        default=None,
-        help="corstrace alone sees this Origin on every request without one, so every leg is traced "
-        "(e.g. http://compat.invalid); the apps still get the original scope",
+        "--origin",
+        choices=("as-sent", "injected", "both"),
+        default="both",
+        help=f"as-sent: requests as the tests send them (few carry an Origin); injected: corstrace alone sees "
+        f"Origin: {INJECTED_ORIGIN} on every request without one, so every leg is traced (the apps still get "
+        "the original scope). Default: both",
     )
     parser.add_argument("--jobs", type=int, default=0, help="pytest-xdist workers per run (default: none)")
     parser.add_argument("--cache", type=Path, default=None, help=f"sdists and reports (default: {default_cache()})")
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         _parser().error(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
     inspectors = ("on", "off") if options.inspector == "both" else (options.inspector,)
+    origins = {"as-sent": (None,), "injected": (INJECTED_ORIGIN,), "both": (None, INJECTED_ORIGIN)}[options.origin]
+    variants = [(inspector, origin) for origin in origins for inspector in inspectors]
     results: list[tuple[Run, list[tuple[Run, Comparison]]]] = []
     try:
         for name in names:
@@ -60,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             bare = run(suite, "bare", cache=options.cache, pytest_args=tuple(pytest_args), jobs=options.jobs)
             print(f"  bare: {bare.seconds} s, {bare.counts()}", flush=True)
             wrapped_runs = []
-            for inspector in inspectors:
-                print(f"{name}: wrapped run, inspector {inspector} ...", flush=True)
+            for inspector, origin in variants:
+                print(f"{name}: wrapped run, inspector {inspector}, Origin {origin or 'as sent'} ...", flush=True)
                 wrapped = run(
                     suite,
                     "wrapped",
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                     cache=options.cache,
                     pytest_args=tuple(pytest_args),
                     jobs=options.jobs,
-                    inject_origin=options.inject_origin,
+                    inject_origin=origin,
                 )
                 comparison = compare(bare, wrapped, selected=bool(pytest_args))
                 print(f"  wrapped ({wrapped.variant}): {wrapped.seconds} s, {wrapped.counts()}", flush=True)
