@@ -26,7 +26,9 @@ How the middleware gets outermost everywhere:
   and FastAPI both build the stack lazily and assign it (``self.middleware_stack = self.build_middleware_stack()``),
   so this catches every subclass, including those that override ``build_middleware_stack`` (FastAPI does).
 * Raw ASGI apps (anything not a Starlette instance) handed to ``TestClient`` or to httpx's or httpx2's
-  ``ASGITransport`` are wrapped there. A Starlette app given to them is not wrapped twice.
+  ``ASGITransport`` are wrapped there. A Starlette app given to them directly is not wrapped twice; a raw
+  middleware around one is, so corstrace is outermost there too (and once more inside: nesting is allowed).
+  Raw apps that a test serves with a real server are not wrapped (neither suite does that with a raw app).
 
 corstrace's own failures are swallowed by design (``corstrace.internal_error``, the request carries on), so a
 test can pass wrapped while corstrace lost the leg's event: every ``corstrace.internal_error`` logged during a
