@@ -304,6 +304,9 @@ async def test_building_the_middleware_inside_the_loop_does_no_blocking_io(
         return PlainTextResponse("ok")
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "fresh-cache"))
+    # The default setup: no token or switch from the environment (bench/apps.py sets a token at import).
+    monkeypatch.delenv("CORSTRACE_INSPECTOR_TOKEN", raising=False)
+    monkeypatch.delenv("CORSTRACE_INSPECTOR", raising=False)
     app = Starlette(routes=[Route("/", index)])
     app.add_middleware(CORSTraceMiddleware)
     with structlog.testing.capture_logs(), blockbuster_ctx(["corstrace"]):

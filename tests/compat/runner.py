@@ -118,6 +118,8 @@ class Run:
     output_tail: str
     # Whether corstrace saw an injected Origin on every request (run(inject_origin=...)).
     injected: bool = False
+    # "name==version" of every installed distribution, as the run's process saw them.
+    distributions: tuple[str, ...] = ()
 
     @property
     def variant(self) -> str:
@@ -222,6 +224,7 @@ def run(
         data["traced"],
         tail,
         injected,
+        tuple(data.get("distributions", ())),
     )
 
 
@@ -263,6 +266,8 @@ class Comparison:
     # Excluded tests that passed wrapped after all (information: the exclusion may be dropped).
     exclusions_not_needed: list[str] = field(default_factory=list)
     traced: dict[str, int] = field(default_factory=dict)
+    # Distributions installed, removed or changed between the bare and the wrapped run ("-old", "+new").
+    environment_changed: list[str] = field(default_factory=list)
 
     @property
     def wrapping_worked(self) -> bool:
@@ -271,7 +276,9 @@ class Comparison:
 
     @property
     def ok(self) -> bool:
-        return self.wrapping_worked and not (self.regressions or self.internal_errors or self.fixed)
+        return self.wrapping_worked and not (
+            self.regressions or self.internal_errors or self.fixed or self.environment_changed
+        )
 
     def summary(self) -> str:
         lines = [
@@ -284,6 +291,11 @@ class Comparison:
             f"  traced: {self.traced.get('apps', 0)} apps wrapped; requests through corstrace: "
             + ", ".join(f"{name} {count}" for name, count in sorted(self.traced.items()) if name != "apps"),
         ]
+        if self.environment_changed:
+            lines.append(
+                "  ENVIRONMENT CHANGED between the bare and the wrapped run (someone installed packages?); the "
+                "runs are not comparable, run again: " + ", ".join(self.environment_changed)
+            )
         if not self.wrapping_worked:
             lines.append(
                 "  HARNESS: no app was wrapped or no request reached corstrace; the wrapped run proves nothing"
@@ -326,6 +338,9 @@ def compare(
     exclusions = {item.test: item.reason for item in excluded if item.suite == bare.suite}
     result = Comparison(bare.suite, wrapped.variant, len(bare.passed()), len(wrapped.passed()))
     result.traced = dict(wrapped.traced)
+    if bare.distributions and wrapped.distributions:
+        before, after = set(bare.distributions), set(wrapped.distributions)
+        result.environment_changed = sorted(f"-{d}" for d in before - after) + sorted(f"+{d}" for d in after - before)
     shown: set[str] = set()
     for nodeid in sorted(bare.passed()):
         entry = wrapped.tests.get(nodeid, {"outcome": "missing", "longrepr": "not run in the wrapped run"})

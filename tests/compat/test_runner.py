@@ -111,6 +111,7 @@ def test_the_plugin_wraps_every_kind_of_app_only_when_wrapped(mode: str, fake_su
             "test_raw_app_given_to_asgi_transport_is_wrapped",
         )
     }, result.output_tail
+    assert any(dist.lower().startswith("starlette==") for dist in result.distributions)
     if mode == "wrapped":
         # Two Starlette apps (one mounted), FastAPI, raw, ASGI 2, ASGITransport.
         assert result.traced["apps"] == 6
@@ -177,3 +178,14 @@ def test_a_wrapped_run_that_wrapped_nothing_fails() -> None:
     wrapped.traced = {}
     result = compare(bare, wrapped, excluded=(), known_bugs=())
     assert not result.wrapping_worked and not result.ok
+
+
+def test_a_package_installed_between_the_runs_makes_them_incomparable() -> None:
+    """The machine is shared: a bare and a wrapped run on different environments prove nothing either way."""
+    bare = _run("bare", {"t::a": PASSED})
+    wrapped = _run("wrapped", {"t::a": {"outcome": "failed", "longrepr": "ModuleNotFoundError"}})
+    bare.distributions = ("python-multipart==0.0.34",)
+    wrapped.distributions = ("multipart==2.0.1", "python-multipart==0.0.34")
+    result = compare(bare, wrapped, excluded=(), known_bugs=())
+    assert result.environment_changed == ["+multipart==2.0.1"] and not result.ok
+    assert "ENVIRONMENT CHANGED" in result.summary()

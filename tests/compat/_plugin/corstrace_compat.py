@@ -38,6 +38,7 @@ test is recorded with its traceback, and the runner counts it as a failure. So i
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -287,6 +288,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     data = {
         "mode": MODE,
         "inspector": INSPECTOR,
+        # What was installed: a bare and a wrapped run are comparable only on the same environment.
+        "distributions": sorted(
+            {f"{dist.metadata['Name']}=={dist.version}" for dist in importlib.metadata.distributions()}
+        ),
         "seconds": round(time.monotonic() - _started, 1),
         "exitstatus": int(exitstatus),
         "traced": dict(traced),
