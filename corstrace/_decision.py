@@ -68,7 +68,7 @@ class Decisions:
             name = pair[0]
             if not name or name[0] in first:
                 response.append(pair)
-        return (leg.method, leg.scope["scheme"], tuple(leg.keyed), leg.status, tuple(response))
+        return (leg.method, leg.scope.get("scheme"), tuple(leg.keyed), leg.status, tuple(response))
 
     def get(self, key: tuple[Any, ...] | None) -> Decision | None:
         try:

@@ -90,7 +90,12 @@ def pairs(headers: Iterable[Sequence[bytes]]) -> tuple[Pair, ...]:
 
 
 def decoded(headers: Iterable[Sequence[bytes]]) -> TextHeaders:
-    return tuple([(pair[0].decode("latin-1"), pair[1].decode("latin-1")) for pair in headers])
+    """Header pairs as text (latin-1: one character per byte); a ``str`` name or value (asgi-cors sends some) as is."""
+    return tuple([(_text(pair[0]), _text(pair[1])) for pair in headers])
+
+
+def _text(value: bytes | str) -> str:
+    return value if isinstance(value, str) else value.decode("latin-1")
 
 
 class Leg:
@@ -168,7 +173,12 @@ class Leg:
             host = f"{server[0]}:{server[1]}" if server else "localhost"
         path = scope.get("raw_path") or scope.get("root_path", "") + scope["path"]
         # tuple.__new__ directly: calling the NamedTuple class runs its Python __new__ in a frame of its own.
-        return _new_tuple(Target, (scope["scheme"], host, path, scope.get("query_string", b"")))
+        return _new_tuple(Target, (self.scheme(), host, path, scope.get("query_string", b"")))
+
+    def scheme(self) -> str:
+        """The URL scheme; optional in ASGI (``http``, ``ws`` for a WebSocket)."""
+        scheme: str = self.scope.get("scheme") or ("ws" if self.scope["type"] == "websocket" else "http")
+        return scheme
 
     def url(self) -> str:
         """The request's URL, redacted; built once, and only for the legs that need it."""

@@ -13,6 +13,7 @@ second and later identical ones included, which the verdict and event caches ser
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,7 +97,6 @@ async def test_list_valued_response_headers_reach_the_server_unchanged() -> None
         assert sent[0]["headers"] == _list_headers()
 
 
-@pytest.mark.xfail(strict=True, reason=LIST_HEADERS_LOSE_EVENTS)
 async def test_every_identical_leg_with_list_valued_response_headers_logs_an_event() -> None:
     """Three identical legs answered with ``[name, value]`` headers: three ``cors.allowed`` events, no error."""
     traced = CORSTraceMiddleware(_app(_list_headers()), inspector=False)
@@ -107,7 +107,6 @@ async def test_every_identical_leg_with_list_valued_response_headers_logs_an_eve
     assert [(e["event"], e["verdict"]) for e in _leg_events(logs)] == [("cors.allowed", "allowed")] * 3
 
 
-@pytest.mark.xfail(strict=True, reason=LIST_HEADERS_LOSE_EVENTS)
 async def test_list_valued_request_headers_in_the_scope_log_every_leg() -> None:
     """A scope whose request headers are ``[name, value]`` lists: every leg, preflight included, is logged."""
     traced = CORSTraceMiddleware(_app([(b"access-control-allow-origin", FRONTEND.encode())]), inspector=False)
@@ -124,7 +123,6 @@ async def test_list_valued_request_headers_in_the_scope_log_every_leg() -> None:
     ]
 
 
-@pytest.mark.xfail(strict=True, reason=LIST_HEADERS_LOSE_EVENTS)
 @pytest.mark.parametrize("allowed_origin", [FRONTEND, "http://localhost:5173"], ids=["allowed", "blocked"])
 async def test_list_valued_headers_are_judged_exactly_like_tuples(allowed_origin: str) -> None:
     """The same response as lists or as tuples gives the same verdict, reason, message and headers shown."""
@@ -140,14 +138,6 @@ async def test_list_valued_headers_are_judged_exactly_like_tuples(allowed_origin
     assert [events[1][name] for name in fields] == [events[0][name] for name in fields]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "header values given as str (asgi-cors sends [b'access-control-max-age', str(max_age)], which uvicorn's "
-        "h11 server sends on): _decoded() calls .decode() on them, AttributeError swallowed as "
-        "corstrace.internal_error, the leg's event is lost (in asgi-cors's list-valued headers item 1 hides it)"
-    ),
-)
 async def test_a_str_header_value_as_asgi_cors_sends_it_is_judged_and_logged() -> None:
     """``[b"access-control-max-age", "600"]`` (a str value): the leg is logged, the value shown as sent."""
     headers = [
@@ -169,7 +159,8 @@ async def _inspector_records(traced: CORSTraceMiddleware) -> list[dict[str, Any]
     """The leg records the inspector sends a new client, read over its real WebSocket endpoint in-process."""
     url = traced.inspector_url("127.0.0.1", 8000)
     assert url is not None
-    query = url.split("?", 1)[1].encode()
+    token = urllib.parse.unquote(url.split("#token=", 1)[1])
+    query = b""
     scope = {
         "type": "websocket",
         "asgi": {"version": "3.0"},
@@ -178,7 +169,12 @@ async def _inspector_records(traced: CORSTraceMiddleware) -> list[dict[str, Any]
         "raw_path": b"/_corstrace/ws",
         "query_string": query,
         "root_path": "",
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000")],
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"origin", b"http://127.0.0.1:8000"),
+            # The token as the page presents it: a subprotocol (see corstrace/_inspector/security.py).
+            (b"sec-websocket-protocol", b"corstrace.v1, corstrace.auth." + token.encode().hex().encode()),
+        ],
         "client": ("127.0.0.1", 50001),
         "server": ("127.0.0.1", 8000),
         "subprotocols": [],
@@ -211,7 +207,6 @@ async def _inspector_records(traced: CORSTraceMiddleware) -> list[dict[str, Any]
     return records
 
 
-@pytest.mark.xfail(strict=True, reason=LIST_HEADERS_LOSE_EVENTS)
 async def test_every_leg_with_list_valued_headers_reaches_the_inspector(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,13 +257,6 @@ async def _lifespan_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             return
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Issue 14 item 2: Hub.close() calls asyncio.get_running_loop(); on trio the lifespan shutdown logs "
-        "corstrace.internal_error RuntimeError('no running event loop') (Starlette's trio-backend tests)"
-    ),
-)
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_lifespan_shutdown_on_trio_logs_no_internal_error(
     anyio_backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
@@ -282,15 +270,6 @@ async def test_lifespan_shutdown_on_trio_logs_no_internal_error(
     assert [entry for entry in logs if entry["event"] == "corstrace.internal_error"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "Issue 14 item 3: CORSTraceMiddleware.__init__ reads (first time: creates) the inspector token file; "
-        "Starlette builds its middleware stack inside the running loop on the first request, so under "
-        "blockbuster the request fails with BlockingError (about 230 of Starlette's own tests)"
-    ),
-)
 async def test_building_the_middleware_inside_the_loop_does_no_blocking_io(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -317,14 +296,6 @@ async def test_building_the_middleware_inside_the_loop_does_no_blocking_io(
     assert sent[0]["status"] == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "describing an escaping exception calls os.path.relpath (os.getcwd) and reads source lines through "
-        "linecache in the event loop: under blockbuster that raises inside _record, is swallowed as "
-        "corstrace.internal_error, and the leg's cors.blocked event is lost"
-    ),
-)
 async def test_an_escaping_exception_is_described_without_blocking_the_loop() -> None:
     """A cross-origin request whose app raises is logged with its exception, and no blocking call runs."""
     import linecache
@@ -356,7 +327,6 @@ def _without_scheme(origin: str) -> dict[str, Any]:
     return scope
 
 
-@pytest.mark.xfail(strict=True, reason=SCHEME_IS_OPTIONAL + ": the leg's event is lost")
 async def test_a_scope_without_the_optional_scheme_is_traced_as_http() -> None:
     """No ``scheme`` in the scope: the leg is judged and logged, its URL an http:// one."""
     traced = CORSTraceMiddleware(_app([(b"access-control-allow-origin", FRONTEND.encode())]), inspector=False)
@@ -367,7 +337,6 @@ async def test_a_scope_without_the_optional_scheme_is_traced_as_http() -> None:
     assert (event["verdict"], event["url"]) == ("allowed", "http://api.test/items")
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=SCHEME_IS_OPTIONAL + " raised out of corstrace")
 async def test_a_same_origin_request_without_the_optional_scheme_reaches_the_app() -> None:
     """Origin equal to the Host and no ``scheme``: corstrace steps aside, the app answers as without it."""
     traced = CORSTraceMiddleware(_app([(b"content-type", b"text/plain")]), inspector=False)
