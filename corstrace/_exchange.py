@@ -14,7 +14,7 @@ import itertools
 import os
 from typing import Any, NamedTuple, TypeVar
 
-from corstrace._leg import Target
+from corstrace._leg import LinkKey, Target, link_url
 from corstrace._limits import ORIGIN_LIMIT
 
 # The browser sends the actual request within milliseconds of the preflight's answer; a generous window still
@@ -24,14 +24,41 @@ MAX_PENDING = 1024
 SWEEP_EVERY = 1.0
 
 
-class Waiting(NamedTuple):
-    """A passed preflight whose actual request has not arrived yet."""
+class Waiting:
+    """A passed preflight whose actual request has not arrived yet, under its :data:`LinkKey`.
+
+    Made by :func:`_waiting` without a constructor call: one is made per preflight, and calling a class (or a
+    NamedTuple's) runs Python code in a frame of its own, several times the cost of the rest of the linking.
+    """
+
+    __slots__ = ("at", "exchange_id", "key")
 
     exchange_id: int
     at: float
-    origin: str
-    method: str  # the method the preflight asked for
-    target: Target
+    key: LinkKey
+
+    @property
+    def origin(self) -> str:
+        return self.key[0].decode("latin-1")
+
+    @property
+    def method(self) -> str:
+        return self.key[5]
+
+    def url(self) -> str:
+        """The preflighted URL (not redacted)."""
+        return link_url(self.key)
+
+
+def _waiting(exchange_id: int, at: float, key: LinkKey) -> Waiting:
+    waiting = _new(Waiting)
+    waiting.exchange_id = exchange_id
+    waiting.at = at
+    waiting.key = key
+    return waiting
+
+
+_new = object.__new__
 
 
 class Hop(NamedTuple):
@@ -61,14 +88,13 @@ class Link(NamedTuple):
 
 
 _Entry = TypeVar("_Entry", Waiting, Hop)
-# Building a NamedTuple by calling its class runs a Python __new__ in a frame of its own; this does not.
-_new_tuple = tuple.__new__
 
 
 class Tracker:
     """Assigns exchange ids and links legs; reports passed preflights whose actual request never came.
 
-    Preflights are keyed by ``(origin, target, method)``, redirect hops by the absolute URL of their
+    Preflights are keyed by their :data:`~corstrace._leg.LinkKey` (raw origin, URL parts, method: nothing
+    decoded), redirect hops by the absolute URL of their
     ``Location``. Both tables are plain dicts in arrival order (re-inserted on repeat): the first entry is
     always the oldest, which makes expiry a look at the front.
     """
@@ -79,7 +105,7 @@ class Tracker:
         self.window = window
         self._prefix = os.urandom(3).hex()
         self._ids = itertools.count(1)
-        self._preflights: dict[tuple[str, Target, str], Waiting] = {}
+        self._preflights: dict[LinkKey, Waiting] = {}
         self._redirects: dict[str, Hop] = {}
         # Passed preflights by (origin, target), for as long as Chromium caches them.
         self._cached: dict[tuple[str, Target], Cached] = {}
@@ -110,22 +136,20 @@ class Tracker:
         """The public form of an exchange id: unique per process, not guessable across restarts."""
         return f"{self._prefix}-{exchange_id}"
 
-    def preflight(
-        self, origin: str, target: Target, method: str, allowed: bool, now: float, exchange_id: int = 0
-    ) -> int:
-        """A preflight leg (``exchange_id``: of the redirect it follows, if any); an accepted one awaits its request."""
+    def preflight(self, key: LinkKey, allowed: bool, now: float, exchange_id: int = 0) -> int:
+        """A preflight leg (``key`` with the method it asked for; ``exchange_id``: of the redirect it follows, if
+        any); an accepted one awaits its actual request."""
         exchange_id = exchange_id or next(self._ids)
-        if allowed:
-            waiting = _new_tuple(Waiting, (exchange_id, now, origin, method, target))
-            _put(self._preflights, (origin, target, method), waiting)
+        if allowed and len(key[0]) <= ORIGIN_LIMIT:
+            _put(self._preflights, key, _waiting(exchange_id, now, key))
         return exchange_id
 
-    def actual(self, origin: str, target: Target, url: str | None, method: str, now: float) -> Link | None:
+    def actual(self, key: LinkKey, url: str | None, now: float) -> Link | None:
         """What an actual request continues: a redirect hop (looked up by ``url``), a preflight, or nothing.
 
         A hop to a 307/308 target may have been preflighted again there: both are consumed, the hop wins.
         """
-        waiting = self._preflights.pop((origin, target, method), None)
+        waiting = self._preflights.pop(key, None)
         if url is not None:
             hop = self._redirects.pop(url, None)
             if hop is not None and now - hop.at <= self.window:
@@ -149,7 +173,8 @@ class Tracker:
         """
         first_url = after.first_url if after is not None else from_url
         page_origin = after.origin if after is not None else origin
-        _put(self._redirects, location, Hop(exchange_id, now, page_origin, method, from_url, first_url))
+        if len(page_origin) <= ORIGIN_LIMIT:  # no browser sends a longer one; a flood must not grow memory
+            _put(self._redirects, location, Hop(exchange_id, now, page_origin, method, from_url, first_url))
 
     def cache(self, origin: str, target: Target, exchange_id: int, seconds: int, now: float) -> None:
         """A passed preflight Chromium caches for ``seconds``: requests to ``target`` may come without one."""
@@ -189,8 +214,6 @@ def _take_expired(table: dict[Any, _Entry], now: float, window: float) -> list[_
 
 
 def _put(table: dict[Any, _Entry], key: Any, value: _Entry) -> None:
-    if len(value.origin) > ORIGIN_LIMIT:
-        return  # no browser sends such an Origin; keeping it would let a flood grow memory in bytes
     # Re-inserted at the end, so the dict stays in arrival order.
     table.pop(key, None)
     table[key] = value

@@ -34,6 +34,18 @@ _SECURE_SCHEMES = frozenset({"https", "wss"})
 _DEFAULT_PORT_SUFFIX = {scheme: f":{port}".encode() for scheme, port in DEFAULT_PORTS.items()}
 
 
+# How linking finds a leg's partner: (raw Origin, scheme, raw Host, raw path, query, method). A plain tuple of
+# what the scope already holds, nothing decoded: made for every preflight and for every actual request while
+# one waits. The method is the one the actual request uses (a preflight's Access-Control-Request-Method).
+LinkKey = tuple[bytes, str, bytes, "bytes | str", bytes, str]
+
+
+def link_url(key: LinkKey) -> str:
+    """The URL a :data:`LinkKey` names (for messages; not redacted)."""
+    _, scheme, host, path, query, _ = key
+    return Target(scheme, host.decode("latin-1"), path, query).url()
+
+
 class Target(NamedTuple):
     """Where a request went, as raw scope parts: cheap to build, compare and hash (no URL string)."""
 
@@ -179,6 +191,12 @@ class Leg:
         """The URL scheme; optional in ASGI (``http``, ``ws`` for a WebSocket)."""
         scheme: str = self.scope.get("scheme") or ("ws" if self.scope["type"] == "websocket" else "http")
         return scheme
+
+    def link_key(self, method: str) -> LinkKey:
+        """The :data:`LinkKey` of this leg, for ``method``."""
+        scope = self.scope
+        path = scope.get("raw_path") or scope.get("root_path", "") + scope["path"]
+        return (self.raw_origin, self.scheme(), self.raw_host or b"", path, scope.get("query_string", b""), method)
 
     def url(self) -> str:
         """The request's URL, redacted; built once, and only for the legs that need it."""

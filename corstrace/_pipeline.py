@@ -18,6 +18,7 @@ from typing import Any
 from corstrace import _config, _startup
 from corstrace._crash import Crashes
 from corstrace._decision import Decision, Decisions, decision_of
+from corstrace._escape import escape_control
 from corstrace._event import Events, aborted_event, finish, websocket_event
 from corstrace._exchange import Link, Tracker
 from corstrace._facts import LegFacts, facts_of, judge, texts_of
@@ -109,7 +110,7 @@ class Recorder:
         tracker = self._tracker
         url = leg.url() if tracker.redirects_pending() else None
         if not preflight:
-            return tracker.actual(leg.origin(), leg.target(), url, leg.method, now)
+            return tracker.actual(leg.link_key(leg.method), url, now)
         hop = tracker.hop_to(url, now) if url is not None else None
         return Link(hop.exchange_id, hop) if hop is not None else None
 
@@ -125,7 +126,8 @@ class Recorder:
         if preflight:
             allowed = decision.verdict == "allowed"
             after = link.exchange_id if link is not None else 0
-            return tracker.preflight(leg.origin(), leg.target(), decision.requested_method or "", allowed, now, after)
+            key = leg.link_key(decision.requested_method or "")
+            return tracker.preflight(key, allowed, now, after)
         exchange_id = link.exchange_id if link is not None else 0
         if leg.status in REDIRECT_STATUSES and decision.verdict == "allowed":
             location = _location(leg)
@@ -173,14 +175,16 @@ class Recorder:
     def _expire(self, now: float) -> None:
         tracker = self._tracker
         for stale in tracker.expired(now):
+            url = truncate(redact_url(stale.url()), URL_LIMIT)
             self._note(
                 tracker.id_text(stale.exchange_id),
                 "preflight_without_actual",
-                f"The preflight for {stale.method} {redact_url(stale.target.url())} from {stale.origin} passed, but "
-                "the actual request never arrived (the page may have been closed, or the request aborted).",
+                f"The preflight for {stale.method} {url} from {stale.origin} passed, but the actual request never "
+                "arrived (the page may have been closed, or the request aborted).",
             )
 
     def _note(self, exchange_id: str, code: str, message: str) -> None:
+        message = escape_control(message)
         logger.info("cors.exchange", exchange_id=exchange_id, code=code, message=message)
         if self.hub is not None:
             self.hub.publish({"type": "note", "ts": time.time(), "exchange_id": exchange_id, "code": code,
