@@ -170,7 +170,9 @@ class Leg:
     def path(self) -> str:
         """The path as the app sees it (root_path included), decoded."""
         scope = self.scope
-        return str(scope.get("root_path", "")) + str(scope["path"])
+        root: str = scope.get("root_path", "")
+        path: str = scope["path"]
+        return root + path if root else path
 
     def client(self) -> str | None:
         """The client's address (without its port: a browser opens several connections)."""

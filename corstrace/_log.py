@@ -111,10 +111,11 @@ class Aggregator:
 
     def __init__(self, window: float = AGGREGATE_WINDOW) -> None:
         self.window = window
-        self._keys: OrderedDict[tuple[str, str, str, str], _Window] = OrderedDict()
+        self._keys: OrderedDict[tuple[bytes, str, str, str], _Window] = OrderedDict()
         self._targets: OrderedDict[tuple[str, str, str], _Window] = OrderedDict()
 
-    def admit(self, origin: str, method: str, path: str, reason: str, now: float) -> Admission:
+    def admit(self, origin: bytes, method: str, path: str, reason: str, now: float) -> Admission:
+        """Whether to log a blocked leg; ``origin`` as received (decoded only for the shutdown summary)."""
         if len(origin) > _KEY_PART_LIMIT or len(path) > _KEY_PART_LIMIT:
             # Memory is bounded in bytes: a flood of huge values is counted under their bounded prefixes.
             origin, path = origin[:_KEY_PART_LIMIT], path[:_KEY_PART_LIMIT]
@@ -151,7 +152,7 @@ class Aggregator:
     def pending(self) -> list[dict[str, Any]]:
         """Suppressed counts not yet reported (flushed as a summary at shutdown)."""
         summaries = [
-            {"origin": k[0], "method": k[1], "path": k[2], "reason": k[3], "suppressed": w.suppressed}
+            {"origin": k[0].decode("latin-1"), "method": k[1], "path": k[2], "reason": k[3], "suppressed": w.suppressed}
             for k, w in self._keys.items()
             if w.suppressed
         ]

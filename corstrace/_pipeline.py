@@ -18,7 +18,7 @@ from typing import Any
 from corstrace import _config, _startup
 from corstrace._crash import Crashes
 from corstrace._decision import Decision, Decisions, decision_of
-from corstrace._escape import escape_control
+from corstrace._escape import escape_all, escape_control
 from corstrace._event import Events, aborted_event, finish, websocket_event
 from corstrace._exchange import Link, Tracker
 from corstrace._facts import LegFacts, facts_of, judge, texts_of
@@ -91,7 +91,7 @@ class Recorder:
             exchange_id = self._link(leg, decision, link, preflight, now)
         admission = None
         if decision.verdict == "blocked":
-            admission = self._aggregator.admit(leg.origin(), leg.method, leg.path(), decision.reason or "", now)
+            admission = self._aggregator.admit(leg.raw_origin, leg.method, leg.path(), decision.reason or "", now)
             logged = admission.log
         else:
             if now >= self._debug_next:
@@ -229,7 +229,7 @@ class Recorder:
     async def shutdown(self) -> None:
         with self.guard:
             for summary in self._aggregator.pending():
-                logger.warning("cors.blocked.summary", **summary)
+                logger.warning("cors.blocked.summary", **escape_all(summary))
             if self.hub is not None:
                 await self.hub.close()
 
