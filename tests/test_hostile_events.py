@@ -16,9 +16,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Message
 
 from corstrace import CORSTraceMiddleware
+from tests.support import call_asgi as _call
 from tests.support import http_scope
 
 pytestmark = pytest.mark.anyio
@@ -47,22 +47,6 @@ def _app(**trace: Any) -> Any:
             Middleware(CORSMiddleware, allow_origins=[FRONTEND], allow_origin_regex=r"http://.*\.example"),
         ],
     )
-
-
-async def _call(app: Any, scope: dict[str, Any]) -> list[Message]:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    try:
-        await app(scope, receive, send)
-    except RuntimeError:
-        pass
-    return sent
 
 
 def _legs(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
