@@ -37,7 +37,9 @@ class CredentialedField(TypedDict):
     verdict: str
     reason: str | None
     browser_message: str | None
+    browser_message_xhr: str | None
     firefox_message: str | None
+    firefox_console: list[str]
     fix: str | None
 
 
@@ -74,7 +76,10 @@ class LegEvent(_ServerSide):
     verdict: Literal["allowed", "blocked"]
     reason: str | None
     browser_message: str | None
+    browser_message_xhr: str | None
     firefox_message: str | None
+    firefox_console: list[str]
+    initiator: str
     credentials: Literal["include", "omit", "unknown"]
     if_credentialed: CredentialedField | None
     warnings: list[WarningField]
@@ -116,23 +121,22 @@ _HEALED_WARNING: WarningField = {
 
 
 def leg_event(facts: LegFacts, redactor: Redactor, guard: Guard, verdict: Verdict | None = None) -> LegEvent:
-    """The event of the leg ``facts`` describe, without its per-leg keys (``exchange_id`` None, no duration).
+    """The event of the leg ``facts`` describe, but its per-leg keys (``exchange_id`` None, no duration).
 
-    ``verdict`` may be passed when the caller already has it: it is ``judge(facts, ...)`` either way. A part that
-    fails to build (the server-side cause) is left out, reported through ``guard``; the event is still made.
-    Every value from traffic is redacted, cut to a bound and escaped for a terminal (see :func:`_safe`).
+    ``verdict``, when passed, is ``judge(facts, ...)``; a cause that fails to build is left out (see _explained).
     """
     texts = texts_of(facts)
     verdict = verdict if verdict is not None else judge(facts, texts)
-    cause = None
-    with guard:
-        cause = _cause.explain(facts, texts, verdict)
+    cause = _explained(facts, texts, verdict, guard)
     wording = _cause.combine(verdict, cause)
     event: LegEvent = {
         "verdict": verdict.verdict,
         "reason": verdict.reason,
         "browser_message": verdict.browser_message,
+        "browser_message_xhr": verdict.browser_message_xhr,
         "firefox_message": verdict.firefox_message,
+        "firefox_console": list(verdict.firefox_console),
+        "initiator": verdict.initiator,
         "credentials": verdict.credentials,
         "if_credentialed": _credentialed(verdict, cause),
         "warnings": _warnings(verdict, facts),
@@ -166,6 +170,13 @@ def leg_event(facts: LegFacts, redactor: Redactor, guard: Guard, verdict: Verdic
     }
     secrets = redactor.secrets(texts.request, facts.target.url()) if facts.crash is not None else ()
     return _safe(_with_server_side(event, cause), secrets)
+
+
+def _explained(facts: LegFacts, texts: Texts, verdict: Verdict, guard: Guard) -> _cause.ServerCause | None:
+    """The server-side cause, or None when there is none or it failed to build (reported through ``guard``)."""
+    with guard:
+        return _cause.explain(facts, texts, verdict)
+    return None  # pragma: no cover - reached only when the guard swallowed an error
 
 
 def _with_server_side(event: LegEvent, cause: _cause.ServerCause | None) -> LegEvent:
@@ -229,7 +240,9 @@ def _credentialed(verdict: Verdict, cause: _cause.ServerCause | None) -> Credent
         "verdict": outcome.verdict,
         "reason": outcome.reason,
         "browser_message": outcome.browser_message,
+        "browser_message_xhr": outcome.browser_message_xhr,
         "firefox_message": outcome.firefox_message,
+        "firefox_console": list(outcome.firefox_console),
         "fix": fix,
     }
 

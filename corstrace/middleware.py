@@ -91,8 +91,10 @@ class CORSTraceMiddleware:
                 await self._inspector(scope, receive, send)
                 return
             # Most requests carry no Origin: one comparison per header and they are on their way.
-            # .get: a scope without the (required) headers key still reaches the app untouched.
-            headers = scope.get("headers", ())
+            try:
+                headers = scope["headers"]
+            except KeyError:  # required by ASGI, yet some hand-built scopes lack it: the app still gets them
+                headers = ()
             for name, origin in headers:  # noqa: B007 - the loop leaves `origin` at the Origin header
                 if name == ORIGIN:
                     break
@@ -118,8 +120,7 @@ class CORSTraceMiddleware:
             except Exception as exc:
                 leg.failed(exc, "exception")
                 if self.heal_errors and leg.status is None:
-                    with recorder.guard:
-                        await _heal.heal(leg, recorder.discover(scope.get("app")), receive, leg.send)
+                    await self._heal(leg, receive)
                 raise
             except BaseException as exc:  # a cancelled request task
                 leg.failed(exc, "cancelled")
@@ -133,6 +134,11 @@ class CORSTraceMiddleware:
             await self._lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    async def _heal(self, leg: Leg, receive: Receive) -> None:
+        recorder = self._recorder
+        with recorder.guard:
+            await _heal.heal(leg, recorder.discover(leg.scope.get("app")), receive, leg.send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._recorder.startup(scope.get("app"), sys.argv)

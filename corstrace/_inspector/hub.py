@@ -71,9 +71,14 @@ class SharedRecord(dict[str, Any]):
         self.shared = shared
 
 
+# An encoder of our own, made once: not json.dumps looked up at each call, which an app (or its tests) may patch
+# (FastAPI's own suite patches starlette.responses.json.dumps and counts the calls).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def dumps(message: Any) -> str:
     # default=str: a record carrying something odd must still reach the page rather than be lost.
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(message)
 
 
 # json's own string encoder (C-accelerated), as json.dumps(..., ensure_ascii=False) uses it.
