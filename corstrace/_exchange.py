@@ -99,7 +99,7 @@ class Tracker:
     always the oldest, which makes expiry a look at the front.
     """
 
-    __slots__ = ("_cached", "_ids", "_prefix", "_preflights", "_redirects", "_sweep_at", "window")
+    __slots__ = ("_cached", "_ids", "_prefix", "_preflights", "_redirects", "next_sweep", "window")
 
     def __init__(self, window: float = LINK_WINDOW) -> None:
         self.window = window
@@ -109,8 +109,9 @@ class Tracker:
         self._redirects: dict[str, Hop] = {}
         # Passed preflights by (origin, target), for as long as Chromium caches them.
         self._cached: dict[tuple[str, Target], Cached] = {}
-        # expired() looks at the oldest entries at most once per SWEEP_EVERY seconds, not on every leg.
-        self._sweep_at = 0.0
+        # expired() looks at the oldest entries at most once per SWEEP_EVERY seconds, not on every leg: a caller
+        # may skip calling it before then.
+        self.next_sweep = 0.0
 
     # Methods, not properties: called for every leg, and a property is a call the interpreter cannot inline.
 
@@ -195,9 +196,9 @@ class Tracker:
 
         Checked at most once per :data:`SWEEP_EVERY` seconds: a preflight is reported that much late at most.
         """
-        if now < self._sweep_at:
+        if now < self.next_sweep:
             return []
-        self._sweep_at = now + SWEEP_EVERY
+        self.next_sweep = now + SWEEP_EVERY
         _take_expired(self._redirects, now, self.window)
         return _take_expired(self._preflights, now, self.window)
 

@@ -74,7 +74,8 @@ class Recorder:
         tracker = self._tracker
         pending = tracker.is_pending()
         link = None
-        if pending:
+        # A preflight continues an exchange only at a redirect's target.
+        if pending and (not preflight or tracker.redirects_pending()):
             link = self._continues(leg, preflight, now)
         decisions = self._decisions
         key = decisions.key(leg)
@@ -102,7 +103,7 @@ class Recorder:
             if facts is None:
                 facts = self._facts(leg, link)
             self._publish(leg, facts, verdict, exchange_id or tracker.new_id(), link, logged, admission)
-        if pending or preflight:
+        if (pending or preflight) and now >= tracker.next_sweep:
             self._expire(now)
 
     def _continues(self, leg: Leg, preflight: bool, now: float) -> Link | None:
