@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from corstrace import _config, _fix
 from corstrace._facts import LegFacts, Texts
-from corstrace.engine import Verdict
+from corstrace.engine import REFUSAL_HINT, Verdict
 
 _CREDENTIAL_REASONS = ("InvalidAllowCredentials", "PreflightInvalidAllowCredentials")
 _WILDCARD_REASONS = ("WildcardOriginNotAllowed", "PreflightWildcardOriginNotAllowed")
@@ -57,7 +57,8 @@ def combine(verdict: Verdict, cause: ServerCause | None) -> Wording:
     elif cause.replaces:
         explanation = cause.text
     else:
-        explanation = f"{cause.text} {verdict.explanation}"
+        # The engine's guess about who refused is moot once the layer that refused is named.
+        explanation = f"{cause.text} {verdict.explanation.replace(' ' + REFUSAL_HINT, '')}"
     if cause is not None and cause.fix is not None:
         return Wording(explanation, cause.fix, cause.fix_code, cause.fix_verified)
     fix = verdict.fix

@@ -72,7 +72,9 @@ class ConsoleView:
         if blocked or event.get("websocket") and event.get("warnings"):
             for key, label in _DETAILS:
                 if event.get(key):
-                    lines.append(f"    {label + ':':<8} {event[key]}")
+                    verified = " (verified: replayed, the whole exchange passes)" if key == "fix" and event.get(
+                        "fix_verified") else ""  # fmt: skip
+                    lines.append(f"    {label + ':':<8} {event[key]}{verified}")
         return "\n".join(lines)
 
     @staticmethod

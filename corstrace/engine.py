@@ -228,6 +228,7 @@ class Verdict:
 __all__ = [
     "DECISIVE_REQUEST_HEADERS",
     "DECISIVE_RESPONSE_HEADERS",
+    "REFUSAL_HINT",
     "WORDING_REQUEST_HEADERS",
     "Caveat",
     "Credentials",
@@ -926,11 +927,15 @@ def _credentials_not_allowed(c: _Context) -> _Description:
     )
 
 
+# A guess from the status alone (the engine sees no configuration): whoever knows the layer says more.
+REFUSAL_HINT = "A CORS layer answers 400 like this when it refuses the origin, method or headers (Starlette's does)."
+
+
 def _preflight_status(c: _Context) -> _Description:
     status = c.exchange.status
     hint = ""
     if status == 400:
-        hint = " Starlette's CORSMiddleware answers 400 when it rejects the origin, method or headers."
+        hint = " " + REFUSAL_HINT
     elif status in (401, 403):
         hint = " Preflights never carry credentials, so authentication must let `OPTIONS` through."
     elif status in (404, 405):

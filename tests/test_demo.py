@@ -386,11 +386,11 @@ def test_demo_inspector_url_answers(demo: DemoProcess) -> None:
 
 
 def test_demo_terminal_explains_a_blocked_preflight(demo: DemoProcess) -> None:
-    """A rejected preflight shows up in the demo's terminal as a BLOCKED line with the fix."""
+    """A rejected preflight shows up in the demo's terminal as a cors.blocked headline with the fix."""
     origin = demo.urls["frontend"].rstrip("/")
     preflight = {"Origin": origin, "Access-Control-Request-Method": "PUT"}
     assert httpx.options(demo.urls["API"] + "items/1", headers=preflight).status_code == 400
-    demo.wait_for("BLOCKED preflight OPTIONS /items/1 -> 400")
+    demo.wait_for("cors.blocked preflight OPTIONS /items/1 -> 400")
     assert "allow_methods=" in demo.wait_for("fix:")
 
 
