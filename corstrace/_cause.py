@@ -72,7 +72,9 @@ def _from_layer(cause: _layers.Cause | None) -> ServerCause | None:
     if cause is None:
         return None
     known = {item.name for item in dataclasses.fields(ServerCause)}
-    return ServerCause(**{item.name: getattr(cause, item.name) for item in dataclasses.fields(cause) if item.name in known})
+    return ServerCause(
+        **{item.name: getattr(cause, item.name) for item in dataclasses.fields(cause) if item.name in known}
+    )
 
 
 def _crash_cause(facts: LegFacts, verdict: Verdict) -> ServerCause:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from corstrace._config import Finding, near_miss
 from corstrace._facts import LegFacts, Texts
@@ -142,9 +143,26 @@ def closest(origin: str, configured: Iterable[Any], setting: str) -> list[str]:
 
 
 def with_origin(configured: Iterable[Any], origin: str) -> list[str]:
-    """The configured origins with ``origin`` added; a near-miss spelling of it is replaced, not kept."""
-    kept = [str(o) for o in configured if isinstance(o, str) and o != "*" and not near_miss(origin, o)]
+    """The configured origins with ``origin`` added; another spelling of the same origin (a trailing slash,
+    upper case, the default port) is replaced, not kept."""
+    kept = [str(o) for o in configured if isinstance(o, str) and o != "*" and _spelling(o) != origin]
     return list(dict.fromkeys([*kept, origin]))
+
+
+def _spelling(configured: str) -> str:
+    """The origin a configured entry means: lower case, no path, no default port."""
+    try:
+        parts = urlsplit(configured.strip())
+        port = parts.port
+    except ValueError:
+        return configured
+    if not parts.scheme or not parts.hostname:
+        return configured
+    scheme = parts.scheme.lower()
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def added(current: Iterable[Any], new: Iterable[str], *, fold: bool) -> list[str]:
@@ -167,7 +185,9 @@ def needs_credentials(verdict: Verdict) -> tuple[bool, bool]:
     """(the leg fails for credentials, the leg would fail for them if the page sends credentials)."""
     outcome = verdict.if_credentialed
     now = verdict.verdict == "blocked" and (verdict.reason or "") in CREDENTIAL_REASONS | WILDCARD_REASONS
-    later = outcome is not None and outcome.verdict == "blocked" and (outcome.reason or "") in (
-        CREDENTIAL_REASONS | WILDCARD_REASONS
+    later = (
+        outcome is not None
+        and outcome.verdict == "blocked"
+        and (outcome.reason or "") in (CREDENTIAL_REASONS | WILDCARD_REASONS)
     )
     return now, later
