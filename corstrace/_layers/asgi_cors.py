@@ -87,7 +87,8 @@ class AsgiCORS(Layer):
         if missing:
             parts.append(f"request header(s) {names(missing)} not in headers {self.headers}")
             changes["headers"] = added(self.headers, missing, fold=True)
-        if verdict.credentials == "include" or (verdict.reason or "").endswith("InvalidAllowCredentials"):
+        credentials = verdict.credentials == "include" or (verdict.reason or "").endswith("InvalidAllowCredentials")
+        if credentials:
             parts.append("asgi-cors has no credentials option: it never sends `Access-Control-Allow-Credentials`")
         if not parts:
             return Cause(layer=self.name)
@@ -99,6 +100,11 @@ class AsgiCORS(Layer):
             fixes.append(self.code(**changes))
         if ask.preflight and ask.status is not None and not 200 <= ask.status < 300:
             fixes.append(f"answer OPTIONS {ask.path} with 200 in the app (asgi-cors then adds its headers)")
+        if credentials:
+            fixes.append(
+                "asgi-cors cannot allow credentials: make the page fetch without them (credentials: 'omit'), or "
+                "replace asgi-cors with a CORS layer that has a credentials option"
+            )
         fix = unverified("; ".join(fixes), _NOT_VERIFIED) if fixes else None
         return Cause(layer=self.name, text=lead(text, verdict), replaces=True, fix=fix,
                      fix_code=self.code(**changes) if changes else None, reason="; ".join(parts),
