@@ -69,9 +69,11 @@ async def _lifespan(app: Any) -> None:
         pass
 
 
-def events(app: Any, *requests: tuple[str, str, list[Any]], lifespan: bool = True) -> list[dict[str, Any]]:
-    """corstrace's events for ``app`` (wrapped here) started up and sent ``requests`` in order."""
-    traced = CORSTraceMiddleware(app, inspector=False, aggregate_window=0)
+def events(
+    app: Any, *requests: tuple[str, str, list[Any]], lifespan: bool = True, wrap: bool = True
+) -> list[dict[str, Any]]:
+    """corstrace's events for ``app`` (wrapped here unless ``wrap=False``) started up and sent ``requests``."""
+    traced = CORSTraceMiddleware(app, inspector=False, aggregate_window=0) if wrap else app
 
     async def main() -> None:
         if lifespan:

@@ -268,3 +268,16 @@ def test_litestar_fixes_are_replayed_and_pass_when_applied(request_: tuple[str, 
     config = eval(cause.fix_code.removeprefix("cors_config="), {"CORSConfig": CORSConfig})
     (event,) = legs(events(Litestar([], cors_config=config), request_))
     assert event["verdict"] == "allowed"
+
+
+def test_quart_wrapped_the_quart_way_is_read_through_the_bound_asgi_app() -> None:
+    """``app.asgi_app = CORSTraceMiddleware(app.asgi_app)`` hands corstrace a bound method of the Quart app."""
+    from corstrace import CORSTraceMiddleware
+
+    app = layer_apps.quart_app("bad", FRONTEND)
+    app.asgi_app = CORSTraceMiddleware(app.asgi_app, inspector=False, aggregate_window=0)  # type: ignore[method-assign]
+    logs = events(app, get("/items"), wrap=False)
+    assert lints(logs) == []
+    (event,) = legs(logs)
+    assert event["layer"] == "quart-cors"
+    assert event["fix"].startswith("app = cors(app, ")
