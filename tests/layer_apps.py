@@ -162,9 +162,10 @@ _django: dict[str, Any] = {}
 
 
 def django_app(kind: str, frontend: str) -> Any:
-    """The Django app, configured on first use (settings are process-wide): ``bad`` for ``frontend``.
+    """The Django app, configured on first use (settings are process-wide) with the ``bad`` setup.
 
-    ``kind`` is ignored after the first call: tests vary the setup with ``override_settings``.
+    ``kind`` and ``frontend`` are ignored: the allowed origin is always ``http://localhost:3000``, and tests vary
+    the setup (a browser test's frontend origin too) with ``override_settings``.
     """
     if "app" in _django:
         return _django["app"]
@@ -178,7 +179,7 @@ def django_app(kind: str, frontend: str) -> Any:
         ROOT_URLCONF="tests.layer_apps",
         INSTALLED_APPS=["corsheaders"],
         MIDDLEWARE=["corsheaders.middleware.CorsMiddleware", "django.middleware.common.CommonMiddleware"],
-        CORS_ALLOWED_ORIGINS=[frontend],
+        CORS_ALLOWED_ORIGINS=["http://localhost:3000"],
         CORS_ALLOW_METHODS=["GET", "POST"],
         LOGGING_CONFIG=None,
     )
