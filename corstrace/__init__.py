@@ -14,7 +14,8 @@ The request path, one way: ASGI messages → leg → decision → link → event
 - ``_cause``: the server-side cause (crash, bypassing layer, CORS setting) and its one rule for joining the
   engine's wording.
 - ``_event``: the event as a TypedDict (the README's table), built in one place; bodies remembered by facts.
-- ``_log``: the structlog sink, with flood control.
+- ``_log``: the structlog sink, with flood control. ``_console``: ``ConsoleView``, the events as a terminal shows
+  them (used on its own when the app has not configured structlog).
 - ``_inspector``: the inspector sink (a bounded hub fanned out over WebSocket) and the page's server.
 - ``_guard``: the one guard for "a corstrace bug never fails the request".
 - ``_crash``: exceptions described (type, message, where, frames). ``_heal``: ``heal_errors``.
@@ -40,8 +41,9 @@ The other front ends of the same engine:
 
 from __future__ import annotations
 
+from corstrace._console import ConsoleView
 from corstrace._version import __version__
 from corstrace.engine import Request, Response, Verdict, evaluate
 from corstrace.middleware import CORSTraceMiddleware
 
-__all__ = ["CORSTraceMiddleware", "Request", "Response", "Verdict", "__version__", "evaluate"]
+__all__ = ["CORSTraceMiddleware", "ConsoleView", "Request", "Response", "Verdict", "__version__", "evaluate"]

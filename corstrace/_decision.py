@@ -30,7 +30,7 @@ def request_key_names() -> frozenset[bytes]:
     return frozenset(name.encode("latin-1") for name in engine.DECISIVE_REQUEST_HEADERS) | {b"host"}
 
 
-def response_key_bytes() -> frozenset[bytes]:
+def response_key_bytes() -> frozenset[int]:
     """First bytes of the response header names the key holds, in either case.
 
     Response header names come from the app in any spelling. Keeping every name whose first byte is that of a
@@ -40,7 +40,7 @@ def response_key_bytes() -> frozenset[bytes]:
     return frozenset(
         byte
         for name in engine.DECISIVE_RESPONSE_HEADERS
-        for byte in (name[:1].lower().encode("latin-1"), name[:1].upper().encode("latin-1"))
+        for byte in (name[:1].lower().encode("latin-1") + name[:1].upper().encode("latin-1"))
     )
 
 
@@ -61,8 +61,14 @@ class Decisions:
         if not leg.absolute_path():
             return None
         first = self._first_bytes
-        response = tuple([p for p in leg.response_headers if p[0][:1] in first])
-        return (leg.method, leg.scope["scheme"], tuple(leg.keyed), leg.status, response)
+        response = []
+        # A plain loop over the first byte as an int: cheaper than a comprehension (a call of its own in CPython
+        # 3.11) and than a slice (an object per header). An empty name has no first byte: keyed whole.
+        for pair in leg.response_headers:
+            name = pair[0]
+            if not name or name[0] in first:
+                response.append(pair)
+        return (leg.method, leg.scope.get("scheme"), tuple(leg.keyed), leg.status, tuple(response))
 
     def get(self, key: tuple[Any, ...] | None) -> Decision | None:
         try:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 from corstrace import _cause
-from corstrace._escape import escape_all
-from corstrace._facts import LegFacts, judge, texts_of
+from corstrace._escape import escape_all, escape_control
+from corstrace._facts import LegFacts, Texts, judge, texts_of
 from corstrace._guard import Guard
 from corstrace._limits import EXCEPTION_TEXT_LIMIT, HEADER_VALUE_LIMIT, MAX_HEADERS, ORIGIN_LIMIT, URL_LIMIT, truncate
 from corstrace._redact import Redactor, redact_url, scrub
-from corstrace.engine import Verdict
+from corstrace.engine import Verdict, needs_preflight
 
 MAX_EVENTS = 256
 # Facts larger than this (in header bytes) are never remembered: 256 of them stay under ~4 MB.
@@ -57,6 +57,11 @@ class ExceptionField(TypedDict):
     frames: list[FrameField]
 
 
+class CachedPreflightField(TypedDict):
+    exchange_id: str
+    seconds: int
+
+
 class _ServerSide(TypedDict, total=False):
     # Present when the app's CORS layer refused: its reason in its own vocabulary, and near-misses.
     server_reason: str
@@ -75,6 +80,9 @@ class LegEvent(_ServerSide):
     warnings: list[WarningField]
     explanation: str
     fix: str | None
+    # The fix was replayed through the real CORS layer and the whole exchange passed (CONTRACT.md).
+    fix_verified: bool
+    fix_code: str | None  # the copyable code of the fix: what "Copy fix" copies
     preflight: bool
     origin: str | None
     url: str
@@ -94,6 +102,7 @@ class LegEvent(_ServerSide):
     exception: ExceptionField | None
     healed: bool
     redirected_from: str | None
+    preflight_cached: CachedPreflightField | None
     websocket: bool
     exchange_id: str | None
     duration_ms: float
@@ -114,12 +123,11 @@ def leg_event(facts: LegFacts, redactor: Redactor, guard: Guard, verdict: Verdic
     Every value from traffic is redacted, cut to a bound and escaped for a terminal (see :func:`_safe`).
     """
     texts = texts_of(facts)
-    if verdict is None:
-        verdict = judge(facts, texts)
+    verdict = verdict if verdict is not None else judge(facts, texts)
     cause = None
     with guard:
         cause = _cause.explain(facts, texts, verdict)
-    explanation, fix = _cause.combine(verdict, cause)
+    wording = _cause.combine(verdict, cause)
     event: LegEvent = {
         "verdict": verdict.verdict,
         "reason": verdict.reason,
@@ -128,8 +136,10 @@ def leg_event(facts: LegFacts, redactor: Redactor, guard: Guard, verdict: Verdic
         "credentials": verdict.credentials,
         "if_credentialed": _credentialed(verdict, cause),
         "warnings": _warnings(verdict, facts),
-        "explanation": explanation,
-        "fix": fix,
+        "explanation": wording.explanation,
+        "fix": wording.fix,
+        "fix_verified": wording.fix_verified,
+        "fix_code": wording.fix_code,
         "preflight": verdict.preflight,
         "origin": truncate(facts.origin, ORIGIN_LIMIT),
         "url": texts.url,
@@ -149,14 +159,21 @@ def leg_event(facts: LegFacts, redactor: Redactor, guard: Guard, verdict: Verdic
         "exception": facts.crash.as_dict() if facts.crash is not None else None,  # type: ignore[typeddict-item]
         "healed": facts.healed,
         "redirected_from": facts.hop.from_url if facts.hop is not None else None,
+        "preflight_cached": _cached_preflight(facts, texts),
         "websocket": False,
         "exchange_id": None,
         "duration_ms": 0.0,
     }
+    secrets = redactor.secrets(texts.request, facts.target.url()) if facts.crash is not None else ()
+    return _safe(_with_server_side(event, cause), secrets)
+
+
+def _with_server_side(event: LegEvent, cause: _cause.ServerCause | None) -> LegEvent:
+    """``event`` with the CORS layer's refusal in its own vocabulary, when it refused."""
     if cause is not None and cause.reason is not None:
         event["server_reason"] = cause.reason
         event["server_details"] = list(cause.details)
-    return _safe(event, redactor.secrets(texts.request, facts.target.url()) if facts.crash is not None else ())
+    return event
 
 
 # Every string of an event is at most this long (header values have their own, smaller, bound).
@@ -176,6 +193,11 @@ def _safe(event: LegEvent, secrets: tuple[str, ...]) -> LegEvent:
         if event["fix"] is not None:
             event["fix"] = scrub(event["fix"], secrets)
     bounded: LegEvent = escape_all(_bounded(event))
+    crash, shown = event["exception"], bounded["exception"]
+    if crash is not None and shown is not None:
+        # A traceback is lines: its newlines stay (every other newline from traffic is shown as \x0a, so a
+        # request cannot forge a log line).
+        bounded["exception"] = {**shown, "traceback": escape_control(crash["traceback"], keep_newlines=True)}
     return bounded
 
 
@@ -188,6 +210,14 @@ def _bounded(value: Any) -> Any:
     if isinstance(value, list):
         return [_bounded(item) for item in value]
     return value
+
+
+def _cached_preflight(facts: LegFacts, texts: Texts) -> CachedPreflightField | None:
+    """The cached preflight a request that needed one came without (see ``LegFacts.cached_preflight``)."""
+    if facts.cached_preflight is None or not needs_preflight(facts.method, texts.request):
+        return None
+    exchange_id, seconds = facts.cached_preflight
+    return {"exchange_id": exchange_id, "seconds": seconds}
 
 
 def _credentialed(verdict: Verdict, cause: _cause.ServerCause | None) -> CredentialedField | None:

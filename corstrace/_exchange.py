@@ -45,6 +45,14 @@ class Hop(NamedTuple):
     first_url: str  # the chain's original URL (what Chromium names in "redirected from")
 
 
+class Cached(NamedTuple):
+    """A passed preflight the browser may reuse instead of sending another (Chromium's preflight cache)."""
+
+    exchange_id: int
+    until: float
+    seconds: int
+
+
 class Link(NamedTuple):
     """What an actual request continues: a preflight (``hop`` None) or a redirect ``hop``."""
 
@@ -65,7 +73,7 @@ class Tracker:
     always the oldest, which makes expiry a look at the front.
     """
 
-    __slots__ = ("_ids", "_prefix", "_preflights", "_redirects", "_sweep_at", "window")
+    __slots__ = ("_cached", "_ids", "_prefix", "_preflights", "_redirects", "_sweep_at", "window")
 
     def __init__(self, window: float = LINK_WINDOW) -> None:
         self.window = window
@@ -73,6 +81,8 @@ class Tracker:
         self._ids = itertools.count(1)
         self._preflights: dict[tuple[str, Target, str], Waiting] = {}
         self._redirects: dict[str, Hop] = {}
+        # Passed preflights by (origin, target), for as long as Chromium caches them.
+        self._cached: dict[tuple[str, Target], Cached] = {}
         # expired() looks at the oldest entries at most once per SWEEP_EVERY seconds, not on every leg.
         self._sweep_at = 0.0
 
@@ -87,7 +97,11 @@ class Tracker:
         return bool(self._redirects)
 
     def sizes(self) -> dict[str, int]:
-        return {"tracker preflights": len(self._preflights), "tracker redirects": len(self._redirects)}
+        return {
+            "tracker preflights": len(self._preflights),
+            "tracker redirects": len(self._redirects),
+            "tracker cached preflights": len(self._cached),
+        }
 
     def new_id(self) -> int:
         return next(self._ids)
@@ -136,6 +150,20 @@ class Tracker:
         first_url = after.first_url if after is not None else from_url
         page_origin = after.origin if after is not None else origin
         _put(self._redirects, location, Hop(exchange_id, now, page_origin, method, from_url, first_url))
+
+    def cache(self, origin: str, target: Target, exchange_id: int, seconds: int, now: float) -> None:
+        """A passed preflight Chromium caches for ``seconds``: requests to ``target`` may come without one."""
+        if len(origin) > ORIGIN_LIMIT:
+            return
+        self._cached.pop((origin, target), None)
+        self._cached[(origin, target)] = Cached(exchange_id, now + seconds, seconds)
+        if len(self._cached) > MAX_PENDING:
+            del self._cached[next(iter(self._cached))]
+
+    def cached(self, origin: str, target: Target, now: float) -> Cached | None:
+        """The preflight cached for ``target``, if the browser may still be reusing it."""
+        entry = self._cached.get((origin, target))
+        return entry if entry is not None and now < entry.until else None
 
     def expired(self, now: float) -> list[Waiting]:
         """Passed preflights whose actual request did not arrive within the window (redirect hops just go).

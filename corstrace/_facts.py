@@ -33,6 +33,9 @@ class LegFacts(NamedTuple):
     hop: Hop | None  # the redirect this leg follows
     client: str | None
     stack: Stack | None  # the app's CORS setup, as found (None: not found yet)
+    # For an actual request no preflight came before: the cached preflight the browser reused, as
+    # (its exchange id, the seconds Chromium caches it), when one was seen.
+    cached_preflight: tuple[str, int] | None = None
 
 
 def facts_of(leg: Leg, hop: Hop | None, crash: Crash | None, stack: Stack | None) -> LegFacts:

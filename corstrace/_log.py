@@ -20,7 +20,45 @@ from typing import Any
 
 import structlog
 
-logger = structlog.get_logger("corstrace")
+# The application's structlog configuration, whatever it is (debug_enabled() reads what it would drop).
+_configured = structlog.get_logger("corstrace")
+
+
+class _Logger:
+    """corstrace's logger: the application's structlog configuration; when the app configured none at all,
+    structlog's defaults with :class:`~corstrace._console.ConsoleView` before the renderer, so a plain app prints
+    readable lines. Never configures structlog itself."""
+
+    __slots__ = ("_readable",)
+
+    def __init__(self) -> None:
+        self._readable: Any = None
+
+    def _target(self) -> Any:
+        if structlog.is_configured():
+            return _configured
+        if self._readable is None:
+            from corstrace._console import ConsoleView
+
+            processors = list(structlog.get_config()["processors"])
+            processors.insert(max(len(processors) - 1, 0), ConsoleView())
+            self._readable = structlog.wrap_logger(None, processors=processors)
+        return self._readable
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._target().debug(event, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._target().info(event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._target().warning(event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._target().error(event, **fields)
+
+
+logger = _Logger()
 
 # structlog's filtering wrapper classes (``make_filtering_bound_logger(level)`` returns one cached class per
 # level) mapped to the lowest level they let through. Only these classes are *known* to drop an event
@@ -138,7 +176,7 @@ def debug_enabled() -> bool:
     invalidate): ``structlog.configure()`` and ``structlog.testing.capture_logs()`` take effect at once.
     """
     # With cache_logger_on_first_use, the proxy replaced its ``bind`` by one returning the cached logger.
-    bind = logger.__dict__.get("bind")
+    bind = _configured.__dict__.get("bind")
     wrapper: Any = type(bind()) if bind is not None else structlog.get_config()["wrapper_class"]
     min_level = _FILTERING_CLASSES.get(wrapper)
     return min_level is None or min_level <= logging.DEBUG

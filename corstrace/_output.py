@@ -123,6 +123,15 @@ def _exchange_urls(exchange: Exchange) -> list[str | None]:
 _TEXT_FIELDS = ("browser_message", "firefox_message", "explanation", "fix")
 
 
+def _scrub_texts(fields: dict[str, Any], pairs: list[tuple[str, str]]) -> None:
+    """Scrub every message-like field in place: the text ones and each line of ``firefox_console``."""
+    for key in _TEXT_FIELDS:
+        if key in fields:
+            fields[key] = _scrub(fields[key], pairs)
+    if fields.get("firefox_console"):
+        fields["firefox_console"] = [_scrub(line, pairs) for line in fields["firefox_console"]]
+
+
 def _initiator(leg: Leg, initiator: str | None) -> tuple[str | None, str | None]:
     """The leg's ``initiator`` and ``browser_message_xhr``: the page API ``check`` played, else the engine's view.
 
@@ -139,13 +148,10 @@ def leg_fields(leg: Leg, scrub: list[tuple[str, str]] | None = None, initiator: 
     fields = leg.verdict.as_dict()
     fields["initiator"], xhr = _initiator(leg, initiator)
     fields["browser_message_xhr"] = _scrub(xhr, pairs)
-    for key in _TEXT_FIELDS:
-        fields[key] = _scrub(fields[key], pairs)
+    _scrub_texts(fields, pairs)
     credentialed = fields.get("if_credentialed")
     if credentialed:
-        for key in _TEXT_FIELDS:
-            if key in credentialed:
-                credentialed[key] = _scrub(credentialed[key], pairs)
+        _scrub_texts(credentialed, pairs)
     for warning in fields.get("warnings", ()):
         warning["message"] = _scrub(warning["message"], pairs)
     fields.update(

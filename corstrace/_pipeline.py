@@ -100,7 +100,7 @@ class Recorder:
         if logged or self.hub is not None:
             if facts is None:
                 facts = self._facts(leg, link)
-            self._publish(facts, verdict, exchange_id or tracker.new_id(), leg.duration_ms(), logged, admission)
+            self._publish(leg, facts, verdict, exchange_id or tracker.new_id(), link, logged, admission)
         if pending or preflight:
             self._expire(now)
 
@@ -137,15 +137,24 @@ class Recorder:
 
     def _publish(
         self,
+        leg: Leg,
         facts: LegFacts,
         verdict: Any,
         exchange_id: int,
-        duration_ms: float,
+        link: Link | None,
         logged: bool,
         admission: Admission | None,
     ) -> None:
+        """Build the leg's event and hand it to the sinks; keep what Chromium's preflight cache will reuse."""
+        tracker = self._tracker
+        if link is None and not facts.preflight:
+            cached = tracker.cached(facts.origin, facts.target, leg.started)
+            if cached is not None:
+                facts = facts._replace(cached_preflight=(tracker.id_text(cached.exchange_id), cached.seconds))
         body, common = self._events.body(facts, verdict)
-        event = finish(body, self._tracker.id_text(exchange_id), duration_ms)
+        if facts.preflight and body["verdict"] == "allowed" and body["preflight_cache_seconds"]:
+            tracker.cache(facts.origin, facts.target, exchange_id, body["preflight_cache_seconds"], leg.started)
+        event = finish(body, tracker.id_text(exchange_id), leg.duration_ms())
         if logged:
             log_leg(event, admission)
         hub = self.hub

@@ -91,16 +91,18 @@ class CORSTraceMiddleware:
                 await self._inspector(scope, receive, send)
                 return
             # Most requests carry no Origin: one comparison per header and they are on their way.
-            for name, origin in scope["headers"]:  # noqa: B007 - the loop leaves `origin` at the Origin header
+            # .get: a scope without the (required) headers key still reaches the app untouched.
+            headers = scope.get("headers", ())
+            for name, origin in headers:  # noqa: B007 - the loop leaves `origin` at the Origin header
                 if name == ORIGIN:
                     break
             else:
                 await self.app(scope, receive, send)
                 return
-            host, keyed = scan(scope["headers"], self._keyed)
+            host, keyed = scan(headers, self._keyed)
             # A browser's same-origin request ends its Origin with its Host: the cheap endswith() spares
             # cross-origin legs the full test. Other spellings of the same origin are traced (the engine says so).
-            if host and origin.endswith(host) and same_origin(origin, host, scope["scheme"]):
+            if host and origin.endswith(host) and same_origin(origin, host, scope.get("scheme", "http")):
                 await self.app(scope, receive, send)
                 return
             recorder = self._recorder

@@ -193,6 +193,9 @@ def test_a_refused_preflight_names_the_settings_and_the_fix_in_the_frameworks_sy
     assert event["explanation"].startswith(LEADS[framework])  # the cause leads, in the layer's name
     assert event["server_reason"].split(";")[0] in event["explanation"].split(". ")[0]
     assert "Not verified" in event["fix"] or framework == "litestar"
+    assert event["fix_verified"] is (framework == "litestar")  # Litestar's fixes are replayed, the others' are not
+    # Falcon's refusal here is the resource's missing on_put: a code change, nothing to copy.
+    assert event["fix_code"].startswith(SYNTAX[framework]) if framework != "falcon" else event["fix_code"] is None
 
 
 MISSES = [("litestar", "trailing slash"), ("quart", "trailing slash"), ("blacksheep", "trailing slash"),

@@ -79,6 +79,8 @@ def test_a_refused_preflight_names_the_settings_and_the_fix_for_settings_py(app:
         'In settings.py: CORS_ALLOW_METHODS = ["GET", "POST", "PUT"]; from corsheaders.defaults import '
         'default_headers; CORS_ALLOW_HEADERS = (*default_headers, "x-trace-id")'
     )
+    assert event["fix_verified"] is True
+    assert event["fix_code"] == event["fix"].removeprefix("In settings.py: ")
 
 
 def test_a_refused_origin_comes_with_its_near_miss(app: Any) -> None:

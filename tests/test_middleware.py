@@ -116,9 +116,12 @@ def test_preflight_for_a_method_not_allowed_explains_starlettes_400(logs: list[d
     assert "PUT is not in allow_methods" in event["explanation"] and "(the default)" in event["explanation"]
     assert "It does not have HTTP ok status" in event["explanation"]
     assert "it never sends the actual `PUT` request" in event["explanation"]
-    assert event["fix"] == (
-        'app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"], allow_methods=["GET", "PUT"])'
+    # The server cannot tell whether the page sends credentials: the fix covers both modes (issue 15).
+    assert event["fix_code"] == (
+        'app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"], allow_methods=["GET", "PUT"], '
+        "allow_credentials=True)"
     )
+    assert event["fix_verified"] is True and event["fix"].endswith(event["fix_code"])
 
 
 def test_preflight_from_a_near_miss_origin_names_the_difference(logs: list[dict[str, Any]]) -> None:
@@ -399,9 +402,10 @@ def test_startup_inspector_url_comes_from_the_command_line(argv: list[str], addr
 def test_startup_announces_the_inspector_url(logs: list[dict[str, Any]], monkeypatch: Any) -> None:
     """Under `uvicorn app --port 8001` the startup event carries the full inspector URL with its token."""
     monkeypatch.setattr("sys.argv", ["/venv/bin/uvicorn", "main:app", "--port", "8001"])
-    monkeypatch.setenv("CORSTRACE_INSPECTOR_TOKEN", "tok")
+    token = "Tk3q9ZpLw2mXv8RbNc4YdS7e"
+    monkeypatch.setenv("CORSTRACE_INSPECTOR_TOKEN", token)
     with TestClient(make_app(trace={"inspector": True})):
         pass
     (event,) = [e for e in logs if e["event"] == "corstrace.inspector"]
-    assert event["url"] == "http://127.0.0.1:8001/_corstrace/?token=tok"
-    assert event["message"] == "open http://127.0.0.1:8001/_corstrace/?token=tok"
+    assert event["url"] == f"http://127.0.0.1:8001/_corstrace/#token={token}"
+    assert event["message"] == f"open http://127.0.0.1:8001/_corstrace/#token={token}"

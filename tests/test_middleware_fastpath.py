@@ -269,14 +269,26 @@ def test_a_remembered_event_follows_every_request_header() -> None:
 
 
 def _crash_events(crash: Any, count: int) -> list[dict[str, Any]]:
-    """``count`` identical requests to one URL whose handler is ``crash``."""
-    app = Starlette(routes=[Route("/crash", crash)])
+    """``count`` identical requests to one URL whose handler is ``crash``.
+
+    A first crash is described without the source lines linecache does not hold yet (reading them would block the
+    event loop) and they are read in a thread: a warm-up crash and ``settle()`` first, so every event compared
+    here has them.
+    """
+    from corstrace import _crash
+
+    def warm_up(request: Any) -> Any:
+        raise RuntimeError("warm-up")
+
+    app = Starlette(routes=[Route("/crash", crash), Route("/warm-up", warm_up)])
     app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"])
     app.add_middleware(CORSTraceMiddleware, inspector=False, aggregate_window=0)
     with TestClient(app, raise_server_exceptions=False) as client, capture_logs() as logs:
+        client.get("/warm-up", headers={"Origin": "http://localhost:3000"})
+        _crash.settle()
         for _ in range(count):
             client.get("/crash", headers={"Origin": "http://localhost:3000"})
-    return [entry for entry in logs if entry["event"] == "cors.blocked"]
+    return [entry for entry in logs if entry["event"] == "cors.blocked" and entry["path"] == "/crash"]
 
 
 @pytest.mark.usefixtures("restore_structlog")

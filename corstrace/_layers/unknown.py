@@ -12,6 +12,10 @@ from corstrace._config import Finding
 from corstrace._layers.base import Ask, Cause, Layer, lead
 from corstrace.engine import Verdict
 
+# As corstrace._cause words an unverified header-level fix for an app whose CORS layer it cannot read.
+_NOT_READ = (
+    "Not verified: corstrace cannot read this app's CORS layer, so it could not replay the exchange with the change."
+)
 _KNOWN = (
     "Starlette/FastAPI's CORSMiddleware, Litestar's CORSConfig, django-cors-headers, quart-cors, Falcon's "
     "CORSMiddleware, BlackSheep's use_cors() and asgi-cors"
@@ -44,4 +48,5 @@ class Unknown(Layer):
         if verdict.verdict != "blocked":
             return None
         text = f"corstrace cannot read the CORS setup of {self.app}, so this comes from the response headers alone."
-        return Cause(text=lead(text, verdict), replaces=True)
+        fix = f"{verdict.fix} {_NOT_READ}" if verdict.fix else None
+        return Cause(text=lead(text, verdict), replaces=True, fix=fix)
