@@ -11,10 +11,11 @@ and ``fix``: the cause leads, in a sentence, then the browser's mechanics.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from corstrace import _config, _fix
+from corstrace import _config, _fix, _layers
 from corstrace._facts import LegFacts, Texts
 from corstrace.engine import REFUSAL_HINT, Verdict
 
@@ -73,12 +74,25 @@ def explain(facts: LegFacts, texts: Texts, verdict: Verdict) -> ServerCause | No
     if facts.crash is not None:
         return _crash_cause(facts, verdict)
     stack = facts.stack
+    if stack is not None and stack.topology.layer is not None:
+        # Another framework's CORS layer, or one corstrace cannot read: it explains itself (corstrace._layers).
+        return _from_layer(_layers.explain(stack, facts, texts, verdict))
     if stack is None or stack.settings is None or stack.topology.placement != "wraps":
         return None
     answered_by_cors = _answered_by_cors(texts, verdict.preflight)
     if not answered_by_cors:
         return _bypass_cause(facts, texts, stack, verdict)
     return _settings_cause(facts, texts, verdict, stack.settings)
+
+
+def _from_layer(cause: _layers.Cause | None) -> ServerCause | None:
+    """A layer's cause as a ServerCause: the fields both have (a layer may know more, e.g. `fix_verified`)."""
+    if cause is None:
+        return None
+    known = {item.name for item in dataclasses.fields(ServerCause)}
+    return ServerCause(
+        **{item.name: getattr(cause, item.name) for item in dataclasses.fields(cause) if item.name in known}
+    )
 
 
 def _crash_cause(facts: LegFacts, verdict: Verdict) -> ServerCause:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from starlette.applications import Starlette
 from starlette.middleware.cors import ALL_METHODS, CORSMiddleware
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import BaseRoute, Mount, Router, WebSocketRoute
@@ -51,6 +52,15 @@ class Finding:
         return {"code": self.code, "message": self.message, "fix": self.fix}
 
 
+class OtherLayer(Protocol):
+    """A CORS layer that is not Starlette's CORSMiddleware (see corstrace._layers): it lints itself."""
+
+    @property
+    def name(self) -> str | None: ...
+
+    def lint(self) -> list[Finding]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Topology:
     """Where corstrace sits relative to the app's CORSMiddleware."""
@@ -68,6 +78,8 @@ class Topology:
     app: Any = None
     # Whether corstrace wraps the whole application, outside ServerErrorMiddleware.
     outermost: bool = False
+    # The app's CORS layer when it is not Starlette's CORSMiddleware (Litestar, Django, ...; corstrace._layers).
+    layer: OtherLayer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +143,10 @@ def discover(tracer: Any, app: Any) -> Topology | None:
             stack = None
     if stack is None:
         inner = tracer.app
-        # corstrace wraps the whole application: walk into it once its stack is built.
-        if hasattr(inner, "middleware_stack") and hasattr(inner, "user_middleware"):
+        # corstrace wraps the whole application: walk into it once its stack is built. A Starlette instance
+        # only: a wrapper made with functools.wraps (asgi-cors) copies the app's attributes, middleware_stack=None
+        # included, and would be waited for forever.
+        if isinstance(inner, Starlette):
             if inner.middleware_stack is None:
                 return None
             app, outermost = inner, True
@@ -499,6 +513,9 @@ def _near_miss(origin: str, configured: str) -> str | None:
 
 def lint(topology: Topology) -> list[Finding]:
     """Configuration problems worth one warning at startup."""
+    if topology.layer is not None:
+        # Another framework's CORS layer (corstrace._layers): only it knows what is wrong with its setup.
+        return topology.layer.lint()
     findings: list[Finding] = []
     if topology.placement == "absent":
         findings.append(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from corstrace import _config, _startup
+from corstrace import _config, _layers, _startup
 from corstrace._crash import Crashes
 from corstrace._decision import Decision, Decisions, decision_of
 from corstrace._escape import escape_all, escape_control
@@ -212,7 +212,7 @@ class Recorder:
     def discover(self, app: Any) -> _config.Stack | None:
         """The app's CORS setup; found once its middleware stack is built (None until then)."""
         if self.stack is None:
-            self.stack = _config.discover_stack(self._tracer, app)
+            self.stack = _layers.discover_stack(self._tracer, app)
         return self.stack
 
     def startup(self, app: Any, argv: list[str]) -> None:
