@@ -101,11 +101,6 @@ def _assert_every_leg_logged(logs: Any, counter: LegCounter) -> None:
     assert [e for e in logs if e["event"] == "corstrace.internal_error"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Issue 14 item 1: asgi-cors's [name, value] list headers make corstrace lose the legs' events",
-)
 def test_every_exchange_through_asgi_cors_in_chromium_is_logged(frontend: str, page: Any) -> None:
     """Six exchanges (preflights, repeats) through asgi-cors: Chromium allows all, corstrace logs every leg."""
     counter = LegCounter(asgi_cors(_api, hosts=[frontend], methods=["GET", "PUT", "POST"], headers=["content-type"]))
@@ -116,14 +111,6 @@ def test_every_exchange_through_asgi_cors_in_chromium_is_logged(frontend: str, p
         _assert_every_leg_logged(logs, counter)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "Issue 14 item 1, then a str header value: asgi-cors sends max_age as [b'access-control-max-age', "
-        "'600'] (uvicorn's h11 server sends it on), and corstrace's header decoding raises on it"
-    ),
-)
 def test_asgi_cors_with_max_age_under_h11_is_logged(frontend: str, page: Any) -> None:
     """asgi-cors with ``max_age`` (a str header value) under uvicorn's h11: still every leg logged."""
     counter = LegCounter(

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 import structlog
 from starlette.applications import Starlette
@@ -21,6 +22,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from corstrace import CORSTraceMiddleware
+from corstrace._inspector.hub import Hub
 from corstrace._inspector.server import _events_frame
 from tests.secrets_corpus import CORPUS, FRONTEND, Corpus, assert_no_leaks
 
@@ -67,7 +69,14 @@ def _outputs(app: Starlette, logs: list[dict[str, Any]]) -> list[Any]:
     assert inspector is not None
     hub = inspector.hub
     assert hub.records()
-    return [legs, console, _events_frame(hub.records(), snapshot=True)]
+    return [legs, console, anyio.run(_snapshot_frame, hub)]
+
+
+async def _snapshot_frame(hub: Hub) -> str:
+    """The snapshot frame a newly connected inspector tab receives, built the way the server builds it."""
+    async with hub.subscribe() as subscription:
+        entries, _ = hub.snapshot(subscription, max_bytes=1 << 30, max_count=1 << 20)
+    return _events_frame(entries, snapshot=True)
 
 
 def _only(*places: str) -> Corpus:

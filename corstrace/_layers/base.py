@@ -18,13 +18,10 @@ from urllib.parse import urlsplit
 
 from corstrace._config import Finding, near_miss
 from corstrace._facts import LegFacts, Texts
-from corstrace.engine import Verdict, cors_unsafe_request_header_names
+from corstrace.engine import REFUSAL_HINT, Verdict, cors_unsafe_request_header_names
 
 CREDENTIAL_REASONS = frozenset({"InvalidAllowCredentials", "PreflightInvalidAllowCredentials"})
 WILDCARD_REASONS = frozenset({"WildcardOriginNotAllowed", "PreflightWildcardOriginNotAllowed"})
-# The engine words every 400 preflight as Starlette's (engine.py, `_preflight_status`); for another layer that
-# sentence is false, so it is left out of the explanation (and reported to the engine's owner).
-STARLETTE_400_HINT = " Starlette's CORSMiddleware answers 400 when it rejects the origin, method or headers."
 _PRIVATE_NETWORK = "access-control-request-private-network"
 
 
@@ -95,8 +92,8 @@ class Layer(abc.ABC):
 
 
 def browser_side(verdict: Verdict) -> str:
-    """The engine's explanation without the sentence that blames Starlette for a 400."""
-    return verdict.explanation.replace(STARLETTE_400_HINT, "")
+    """The engine's explanation without its guess at who refused a 400 preflight: this layer is known."""
+    return verdict.explanation.replace(" " + REFUSAL_HINT, "")
 
 
 def lead(text: str, verdict: Verdict) -> str:
