@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from corstrace import _config, _startup
+from corstrace import _config, _otel, _startup
 from corstrace._crash import Crashes
 from corstrace._decision import Decision, Decisions, decision_of
 from corstrace._event import Events, aborted_event, finish, websocket_event
@@ -49,12 +49,17 @@ class Recorder:
         self._events = Events(redactor)
         self._aggregator = Aggregator(aggregate_window)
         self._announced = False
+        # OpenTelemetry hook (corstrace._otel): None unless opentelemetry-api is installed.
+        self.spans = _otel.find(self.record)
 
     # --- the request path ---------------------------------------------------------------------
 
     @guarded
     def record(self, leg: Leg) -> None:
         """Decide, link and publish one finished HTTP leg."""
+        spans = self.spans  # OpenTelemetry hook: a traced leg may have recorded itself as its response completed
+        if spans is not None and spans.recorded(leg):
+            return
         if leg.status is None and leg.outcome != "completed" and leg.outcome != "exception":
             self._aborted(leg)
             return
@@ -85,10 +90,11 @@ class Recorder:
             logged = admission.log
         else:
             logged = debug_enabled()
-        if logged or self.hub is not None:
+        span = spans.count(leg, decision, preflight) if spans is not None else None  # OpenTelemetry hook
+        if logged or self.hub is not None or span is not None:
             if facts is None:
                 facts = self._facts(leg, link)
-            self._publish(facts, verdict, exchange_id or tracker.new_id(), leg.duration_ms(), logged, admission)
+            self._publish(facts, verdict, exchange_id or tracker.new_id(), leg.duration_ms(), logged, admission, span)
         if pending or preflight:
             self._expire(now)
 
@@ -121,11 +127,14 @@ class Recorder:
         duration_ms: float,
         logged: bool,
         admission: Admission | None,
+        span: Any = None,
     ) -> None:
         body, common = self._events.body(facts, verdict)
         event = finish(body, self._tracker.id_text(exchange_id), duration_ms)
         if logged:
             log_leg(event, admission)
+        if span is not None and self.spans is not None:  # OpenTelemetry hook: the request's recording span
+            self.spans.annotate(span, event)
         hub = self.hub
         if hub is not None:
             record = SharedRecord(event, common)

@@ -106,7 +106,10 @@ class CORSTraceMiddleware:
             recorder = self._recorder
             if not recorder.linted:
                 recorder.startup(scope.get("app"), sys.argv)
-            leg = Leg(scope, origin, host, keyed, receive, send)
+            if recorder.spans is None:
+                leg = Leg(scope, origin, host, keyed, receive, send)
+            else:  # OpenTelemetry hook (corstrace._otel): a traced request's leg puts its verdict on its span
+                leg = recorder.spans.leg(scope, origin, host, keyed, receive, send)
             if kind != "http":
                 await self._trace_websocket(leg)
                 return

@@ -1,0 +1,194 @@
+"""The OpenTelemetry sink: a traced leg's verdict on its request's span, and legs counted in ``cors.legs``.
+
+Used only when ``opentelemetry-api`` is installed (:func:`find`, once per middleware; nothing is imported
+otherwise). corstrace never creates or configures a tracer or meter provider: the span is whatever
+``trace.get_current_span()`` holds when the leg starts (the ASGI or FastAPI instrumentation's server span, when
+corstrace runs inside it), and the counter comes from ``metrics.get_meter("corstrace", version)``, which reports
+through whatever meter provider the app sets, before or after this point.
+
+Why a leg of a traced request is recorded as soon as its response is complete, rather than after the app
+returns: every instrumentation ends its server span right after handing the last body chunk to the server,
+before control comes back to the middleware inside it. A span that has ended takes no attributes or events, so
+:class:`SpanLeg` records itself just before it forwards that chunk.
+
+The names below are a public contract (the README's "OpenTelemetry" section).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from corstrace._leg import Leg
+from corstrace._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover - types only: the module never imports OpenTelemetry unless it is installed
+    from opentelemetry.metrics import Counter
+    from opentelemetry.trace import Span
+    from starlette.types import Message
+
+    from corstrace._decision import Decision
+
+# Span attributes (every traced leg; `cors.reason` only when blocked) and the `cors.blocked` span event's.
+VERDICT = "cors.verdict"
+REASON = "cors.reason"
+PREFLIGHT = "cors.preflight"
+EXCHANGE_ID = "cors.exchange.id"
+ORIGIN = "cors.origin"
+BROWSER_MESSAGE = "cors.browser_message"
+FIREFOX_MESSAGE = "cors.firefox_message"
+EXPLANATION = "cors.explanation"
+FIX = "cors.fix"
+BLOCKED_EVENT = "cors.blocked"
+METRIC = "cors.legs"
+METRIC_UNIT = "{leg}"
+# The event's texts come from traffic (an Origin, a URL): a hostile one must not make a span huge.
+MAX_TEXT = 4096
+# Distinct metric attribute sets kept built: (verdict, reason, preflight), a few dozen in all.
+_MAX_ATTRIBUTE_SETS = 256
+
+
+def find(record: Callable[[Leg], None]) -> Spans | None:
+    """The sink when ``opentelemetry-api`` is installed, else None (and nothing imported).
+
+    ``record`` is the recorder's: a traced leg calls it as its response completes.
+    """
+    try:
+        installed = importlib.util.find_spec("opentelemetry.trace") is not None
+        installed = installed and importlib.util.find_spec("opentelemetry.metrics") is not None
+    except (ImportError, ValueError):  # a namespace `opentelemetry` without the API, or a broken install
+        return None
+    return Spans(record) if installed else None
+
+
+class Spans:
+    """App-level OpenTelemetry state: the API entry points, the counter, built metric attributes."""
+
+    __slots__ = ("_attribute_sets", "_counter", "_current", "_invalid", "_record")
+
+    def __init__(self, record: Callable[[Leg], None]) -> None:
+        from opentelemetry import metrics, trace
+
+        self._record = record
+        self._current = trace.get_current_span
+        self._invalid = trace.INVALID_SPAN
+        meter = metrics.get_meter("corstrace", __version__)
+        self._counter: Counter = meter.create_counter(
+            METRIC, unit=METRIC_UNIT, description="Cross-origin request legs, by the browser's verdict."
+        )
+        self._attribute_sets: dict[tuple[str, str | None, bool], Mapping[str, Any]] = {}
+
+    # --- the request path ---------------------------------------------------------------------
+
+    def leg(self, scope: Any, origin: bytes, host: bytes | None, keyed: list[Any], receive: Any, send: Any) -> Leg:
+        """The leg of a request, as its span asks: a plain :class:`Leg` when no instrumentation traces it.
+
+        Decided when the leg starts, when the current span is the request's own (the instrumentation's server
+        span), not a child span some code below opens around its response.
+        """
+        span = self._current()
+        if span is self._invalid:
+            return Leg(scope, origin, host, keyed, receive, send)
+        if not span.is_recording():  # traced, but sampled out: counted, nothing else
+            return CountedLeg(scope, origin, host, keyed, receive, send)
+        leg = SpanLeg(scope, origin, host, keyed, receive, send)
+        leg.span = span
+        leg.record = self._record
+        return leg
+
+    def recorded(self, leg: Leg) -> bool:
+        """Whether ``leg`` was already recorded as its response completed (the late call then does nothing)."""
+        return type(leg) is SpanLeg and leg.recorded
+
+    def count(self, leg: Leg, decision: Decision, preflight: bool) -> Span | None:
+        """Count a traced leg in ``cors.legs``; the span that reads its event, if it has a recording one."""
+        if not isinstance(leg, CountedLeg):
+            return None
+        key = (decision.verdict, decision.reason, preflight)
+        attributes = self._attribute_sets.get(key)
+        if attributes is None:
+            if len(self._attribute_sets) >= _MAX_ATTRIBUTE_SETS:
+                self._attribute_sets.clear()
+            attributes = self._attribute_sets[key] = metric_attributes(*key)
+        self._counter.add(1, attributes)
+        return leg.span
+
+    def annotate(self, span: Span, event: Mapping[str, Any]) -> None:
+        """Put a leg's finished event on its span: attributes always, a ``cors.blocked`` event when blocked."""
+        if not span.is_recording():
+            return
+        span.set_attributes(span_attributes(event))
+        if event["verdict"] == "blocked":
+            span.add_event(BLOCKED_EVENT, blocked_event_attributes(event))
+
+
+# --- the contract, as plain functions of an event (tested without any span) ------------------------------
+
+
+def metric_attributes(verdict: str, reason: str | None, preflight: bool) -> dict[str, Any]:
+    """``cors.legs``'s attributes: bounded values only (never an origin, a path or a URL)."""
+    attributes: dict[str, Any] = {VERDICT: verdict, PREFLIGHT: preflight}
+    if reason is not None:
+        attributes[REASON] = reason
+    return attributes
+
+
+def span_attributes(event: Mapping[str, Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {VERDICT: event["verdict"], PREFLIGHT: event["preflight"]}
+    if event["reason"] is not None:
+        attributes[REASON] = event["reason"]
+    if event["exchange_id"] is not None:
+        attributes[EXCHANGE_ID] = event["exchange_id"]
+    return attributes
+
+
+def blocked_event_attributes(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``cors.blocked`` span event's attributes: the log event's keys that say why and what to do."""
+    attributes: dict[str, Any] = {}
+    for name, key in (
+        (REASON, "reason"),
+        (EXCHANGE_ID, "exchange_id"),
+        (ORIGIN, "origin"),
+        (BROWSER_MESSAGE, "browser_message"),
+        (FIREFOX_MESSAGE, "firefox_message"),
+        (EXPLANATION, "explanation"),
+        (FIX, "fix"),
+    ):
+        value = event.get(key)
+        if value is not None:  # OpenTelemetry attributes have no null: an absent key says "none"
+            attributes[name] = value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
+    attributes[PREFLIGHT] = event["preflight"]
+    return attributes
+
+
+# --- per-request state ---------------------------------------------------------------------------------
+
+
+class CountedLeg(Leg):
+    """The leg of a traced request whose span is not recording (sampled out): counted in ``cors.legs`` only."""
+
+    span: Span | None = None
+
+
+def _completes(message: Message) -> bool:
+    kind = message["type"]
+    return (kind == "http.response.body" and not message.get("more_body", False)) or kind == "http.response.pathsend"
+
+
+class SpanLeg(CountedLeg):
+    """The leg of a request with a recording span: recorded just before its last response message goes out.
+
+    The instrumentation outside corstrace ends the span as soon as that message has gone to the server (see
+    the module docstring); a leg without one (an exception escaped, the client left) is recorded after the app
+    returns, as any other, while the instrumentation still holds its span open.
+    """
+
+    recorded = False
+    record: Callable[[Leg], None]
+
+    async def send(self, message: Message) -> None:
+        if not self.recorded and self.status is not None and _completes(message):
+            self.record(self)  # guarded: never raises
+            self.recorded = True  # after: the call itself must not find the leg recorded
+        await Leg.send(self, message)
