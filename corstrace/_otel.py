@@ -49,30 +49,48 @@ MAX_TEXT = 4096
 _MAX_ATTRIBUTE_SETS = 256
 
 
-def find(record: Callable[[Leg], None]) -> Spans | None:
+def find(record: Callable[[Leg], None], app: Any) -> Spans | None:
     """The sink when ``opentelemetry-api`` is installed, else None (and nothing imported).
 
-    ``record`` is the recorder's: a traced leg calls it as its response completes.
+    ``record`` is the recorder's: a traced leg calls it as its response completes. ``app`` is what corstrace
+    wraps: an instrumentation found in it starts its spans *inside* corstrace (see :meth:`Spans.leg`).
     """
     try:
         installed = importlib.util.find_spec("opentelemetry.trace") is not None
         installed = installed and importlib.util.find_spec("opentelemetry.metrics") is not None
     except (ImportError, ValueError):  # a namespace `opentelemetry` without the API, or a broken install
         return None
-    return Spans(record) if installed else None
+    return Spans(record, instrumented(app)) if installed else None
+
+
+def instrumented(app: Any) -> bool:
+    """Whether an OpenTelemetry ASGI instrumentation is somewhere in the chain of apps below corstrace.
+
+    Followed through ``.app`` (what Starlette's and the instrumentation's middleware keep); the stack is built
+    from the inside out, so it is complete when corstrace is constructed.
+    """
+    seen: set[int] = set()
+    while app is not None and id(app) not in seen and len(seen) < 100:
+        seen.add(id(app))
+        if type(app).__module__.startswith("opentelemetry.instrumentation."):
+            return True
+        app = getattr(app, "app", None)
+    return False
 
 
 class Spans:
     """App-level OpenTelemetry state: the API entry points, the counter, built metric attributes."""
 
-    __slots__ = ("_attribute_sets", "_counter", "_current", "_invalid", "_record")
+    __slots__ = ("_attribute_sets", "_counter", "_invalid", "_late", "current", "record")
 
-    def __init__(self, record: Callable[[Leg], None]) -> None:
+    def __init__(self, record: Callable[[Leg], None], late: bool = False) -> None:
         from opentelemetry import metrics, trace
 
-        self._record = record
-        self._current = trace.get_current_span
+        self.record = record
+        self.current = trace.get_current_span
         self._invalid = trace.INVALID_SPAN
+        # An instrumentation below corstrace: its span exists only once the request is inside it.
+        self._late = late
         meter = metrics.get_meter("corstrace", __version__)
         self._counter: Counter = meter.create_counter(
             METRIC, unit=METRIC_UNIT, description="Cross-origin request legs, by the browser's verdict."
@@ -85,17 +103,18 @@ class Spans:
         """The leg of a request, as its span asks: a plain :class:`Leg` when no instrumentation traces it.
 
         Decided when the leg starts, when the current span is the request's own (the instrumentation's server
-        span), not a child span some code below opens around its response.
+        span), not a child span some code below opens around its response. With the instrumentation below
+        corstrace, there is no span yet: the leg looks for it as its response completes, inside the
+        instrumentation's send.
         """
-        span = self._current()
+        span = self.current()
         if span is self._invalid:
+            if self._late:
+                return SpanLeg(scope, origin, host, keyed, receive, send, self, None)
             return Leg(scope, origin, host, keyed, receive, send)
         if not span.is_recording():  # traced, but sampled out: counted, nothing else
             return CountedLeg(scope, origin, host, keyed, receive, send)
-        leg = SpanLeg(scope, origin, host, keyed, receive, send)
-        leg.span = span
-        leg.record = self._record
-        return leg
+        return SpanLeg(scope, origin, host, keyed, receive, send, self, span)
 
     def recorded(self, leg: Leg) -> bool:
         """Whether ``leg`` was already recorded as its response completed (the late call then does nothing)."""
@@ -181,14 +200,33 @@ class SpanLeg(CountedLeg):
 
     The instrumentation outside corstrace ends the span as soon as that message has gone to the server (see
     the module docstring); a leg without one (an exception escaped, the client left) is recorded after the app
-    returns, as any other, while the instrumentation still holds its span open.
+    returns, as any other, while the instrumentation still holds its span open. ``span`` None: the
+    instrumentation is below corstrace, and its span is looked up when the response completes.
     """
 
     recorded = False
-    record: Callable[[Leg], None]
+
+    def __init__(
+        self,
+        scope: Any,
+        origin: bytes,
+        host: bytes | None,
+        keyed: list[Any],
+        receive: Any,
+        send: Any,
+        spans: Spans,
+        span: Span | None,
+    ) -> None:
+        super().__init__(scope, origin, host, keyed, receive, send)
+        self.spans = spans
+        self.span = span
 
     async def send(self, message: Message) -> None:
         if not self.recorded and self.status is not None and _completes(message):
-            self.record(self)  # guarded: never raises
-            self.recorded = True  # after: the call itself must not find the leg recorded
+            if self.span is None:
+                current = self.spans.current()
+                self.span = current if current.is_recording() else None
+            if self.span is not None:
+                self.spans.record(self)  # guarded: never raises
+                self.recorded = True  # after: the call itself must not find the leg recorded
         await Leg.send(self, message)

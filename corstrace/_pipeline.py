@@ -50,7 +50,7 @@ class Recorder:
         self._aggregator = Aggregator(aggregate_window)
         self._announced = False
         # OpenTelemetry hook (corstrace._otel): None unless opentelemetry-api is installed.
-        self.spans = _otel.find(self.record)
+        self.spans = _otel.find(self.record, getattr(tracer, "app", None))
 
     # --- the request path ---------------------------------------------------------------------
 
