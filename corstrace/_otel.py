@@ -81,13 +81,14 @@ def instrumented(app: Any) -> bool:
 class Spans:
     """App-level OpenTelemetry state: the API entry points, the counter, built metric attributes."""
 
-    __slots__ = ("_attribute_sets", "_counter", "_invalid", "_late", "current", "record")
+    __slots__ = ("_attribute_sets", "_context", "_counter", "_invalid", "_late", "current", "record")
 
     def __init__(self, record: Callable[[Leg], None], late: bool = False) -> None:
-        from opentelemetry import metrics, trace
+        from opentelemetry import context, metrics, trace
 
         self.record = record
         self.current = trace.get_current_span
+        self._context = context.get_current
         self._invalid = trace.INVALID_SPAN
         # An instrumentation below corstrace: its span exists only once the request is inside it.
         self._late = late
@@ -107,7 +108,9 @@ class Spans:
         corstrace, there is no span yet: the leg looks for it as its response completes, inside the
         instrumentation's send.
         """
-        span = self.current()
+        # An empty context (nothing attached to it) is the common case, and the cheapest to tell.
+        context = self._context()
+        span = self.current(context) if context else self._invalid
         if span is self._invalid:
             if self._late:
                 return SpanLeg(scope, origin, host, keyed, receive, send, self, None)
@@ -120,8 +123,11 @@ class Spans:
         """Whether ``leg`` was already recorded as its response completed (the late call then does nothing)."""
         return type(leg) is SpanLeg and leg.recorded
 
-    def count(self, leg: Leg, decision: Decision, preflight: bool) -> Span | None:
-        """Count a traced leg in ``cors.legs``; the span that reads its event, if it has a recording one."""
+    def decided(self, leg: Leg, decision: Decision, preflight: bool, exchange_id: str) -> Span | None:
+        """Count a traced leg in ``cors.legs`` and set its verdict on its recording span, if it has one.
+
+        Returns the span when the leg is blocked: it then reads the leg's event (:meth:`blocked`).
+        """
         if not isinstance(leg, CountedLeg):
             return None
         key = (decision.verdict, decision.reason, preflight)
@@ -131,34 +137,25 @@ class Spans:
                 self._attribute_sets.clear()
             attributes = self._attribute_sets[key] = metric_attributes(*key)
         self._counter.add(1, attributes)
-        return leg.span
+        span = leg.span
+        if span is None or not span.is_recording():
+            return None
+        span.set_attributes({**attributes, EXCHANGE_ID: exchange_id})
+        return span if decision.verdict == "blocked" else None
 
-    def annotate(self, span: Span, event: Mapping[str, Any]) -> None:
-        """Put a leg's finished event on its span: attributes always, a ``cors.blocked`` event when blocked."""
-        if not span.is_recording():
-            return
-        span.set_attributes(span_attributes(event))
-        if event["verdict"] == "blocked":
-            span.add_event(BLOCKED_EVENT, blocked_event_attributes(event))
+    def blocked(self, span: Span, event: Mapping[str, Any]) -> None:
+        """Add a blocked leg's ``cors.blocked`` event to its span."""
+        span.add_event(BLOCKED_EVENT, blocked_event_attributes(event))
 
 
 # --- the contract, as plain functions of an event (tested without any span) ------------------------------
 
 
 def metric_attributes(verdict: str, reason: str | None, preflight: bool) -> dict[str, Any]:
-    """``cors.legs``'s attributes: bounded values only (never an origin, a path or a URL)."""
+    """``cors.legs``'s attributes, also the span's with ``cors.exchange.id``: bounded values only."""
     attributes: dict[str, Any] = {VERDICT: verdict, PREFLIGHT: preflight}
     if reason is not None:
         attributes[REASON] = reason
-    return attributes
-
-
-def span_attributes(event: Mapping[str, Any]) -> dict[str, Any]:
-    attributes: dict[str, Any] = {VERDICT: event["verdict"], PREFLIGHT: event["preflight"]}
-    if event["reason"] is not None:
-        attributes[REASON] = event["reason"]
-    if event["exchange_id"] is not None:
-        attributes[EXCHANGE_ID] = event["exchange_id"]
     return attributes
 
 
@@ -177,7 +174,6 @@ def blocked_event_attributes(event: Mapping[str, Any]) -> dict[str, Any]:
         value = event.get(key)
         if value is not None:  # OpenTelemetry attributes have no null: an absent key says "none"
             attributes[name] = value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
-    attributes[PREFLIGHT] = event["preflight"]
     return attributes
 
 

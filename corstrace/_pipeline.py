@@ -58,7 +58,7 @@ class Recorder:
     def record(self, leg: Leg) -> None:
         """Decide, link and publish one finished HTTP leg."""
         spans = self.spans  # OpenTelemetry hook: a traced leg may have recorded itself as its response completed
-        if spans is not None and spans.recorded(leg):
+        if spans is not None and type(leg) is not Leg and spans.recorded(leg):
             return
         if leg.status is None and leg.outcome != "completed" and leg.outcome != "exception":
             self._aborted(leg)
@@ -90,7 +90,10 @@ class Recorder:
             logged = admission.log
         else:
             logged = debug_enabled()
-        span = spans.count(leg, decision, preflight) if spans is not None else None  # OpenTelemetry hook
+        span = None  # OpenTelemetry hook: a traced leg is counted and its verdict set on its span
+        if spans is not None and type(leg) is not Leg:
+            exchange_id = exchange_id or tracker.new_id()
+            span = spans.decided(leg, decision, preflight, tracker.id_text(exchange_id))
         if logged or self.hub is not None or span is not None:
             if facts is None:
                 facts = self._facts(leg, link)
@@ -133,8 +136,8 @@ class Recorder:
         event = finish(body, self._tracker.id_text(exchange_id), duration_ms)
         if logged:
             log_leg(event, admission)
-        if span is not None and self.spans is not None:  # OpenTelemetry hook: the request's recording span
-            self.spans.annotate(span, event)
+        if span is not None and self.spans is not None:  # OpenTelemetry hook: a blocked leg's span event
+            self.spans.blocked(span, event)
         hub = self.hub
         if hub is not None:
             record = SharedRecord(event, common)

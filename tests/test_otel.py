@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from opentelemetry import metrics, trace
+from opentelemetry import baggage, context, metrics, trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
@@ -232,7 +232,6 @@ async def test_a_blocked_leg_adds_a_cors_blocked_event_with_the_logged_verdict_t
             "cors.reason": "MissingAllowOriginHeader",
             "cors.exchange.id": logged["exchange_id"],
             "cors.origin": STRANGER,
-            "cors.preflight": False,
             "cors.browser_message": logged["browser_message"],
             "cors.firefox_message": logged["firefox_message"],
             "cors.explanation": logged["explanation"],
@@ -270,7 +269,6 @@ async def test_a_blocked_preflight_is_on_the_preflight_span(tracing: Tracing) ->
     assert span.attributes["cors.preflight"] is True
     ((event),) = _cors_events(span)
     assert event["name"] == "cors.blocked"
-    assert event["cors.preflight"] is True
     assert event["cors.reason"] == span.attributes["cors.reason"]
     assert event["cors.reason"].startswith("Preflight")
 
@@ -314,6 +312,33 @@ async def test_a_hostile_origin_is_cut_short_in_the_span_event(tracing: Tracing)
     assert len(event["cors.origin"]) == _otel.MAX_TEXT
     assert event["cors.origin"].endswith("…")
     assert all(len(value) <= _otel.MAX_TEXT for value in event.values() if isinstance(value, str))
+
+
+async def test_a_healed_500_is_recorded_as_it_goes_out(tracing: Tracing) -> None:
+    app = OpenTelemetryMiddleware(
+        Starlette(
+            routes=_routes(),
+            middleware=[Middleware(CORSTraceMiddleware, inspector=False, heal_errors=True), _CORS],
+        ),
+        tracer_provider=tracing.provider,
+        meter_provider=NO_METRICS,
+    )
+    with captured_events() as log:
+        response = await _get(app, "/crash", origin=FRONTEND)
+    assert response.status_code == 500
+    assert response.headers["access-control-allow-origin"] == FRONTEND
+    (logged,) = log.wait_for(lambda event: event["event"] == "cors.allowed")
+    assert logged["healed"] is True
+    assert tracing.server_span().attributes["cors.verdict"] == "allowed"
+
+
+async def test_a_context_without_a_span_is_not_traced(legs: Legs) -> None:
+    token = context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        await _get(_starlette(), origin=STRANGER)
+    finally:
+        context.detach(token)
+    assert legs.counts() == {}
 
 
 # --- which order works ----------------------------------------------------------------------------------
