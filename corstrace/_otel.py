@@ -64,7 +64,7 @@ def find(record: Callable[[Leg], None], app: Any) -> Spans | None:
 
 
 def instrumented(app: Any) -> bool:
-    """Whether an OpenTelemetry ASGI instrumentation is somewhere in the chain of apps below corstrace.
+    """Whether OpenTelemetry's ASGI middleware is somewhere in the chain of apps below corstrace.
 
     Followed through ``.app`` (what Starlette's and the instrumentation's middleware keep); the stack is built
     from the inside out, so it is complete when corstrace is constructed.
@@ -72,7 +72,8 @@ def instrumented(app: Any) -> bool:
     seen: set[int] = set()
     while app is not None and id(app) not in seen and len(seen) < 100:
         seen.add(id(app))
-        if type(app).__module__.startswith("opentelemetry.instrumentation."):
+        kind = type(app)
+        if kind.__name__ == "OpenTelemetryMiddleware" and kind.__module__.startswith("opentelemetry.instrumentation"):
             return True
         app = getattr(app, "app", None)
     return False
