@@ -221,6 +221,10 @@ async def call(app: ASGIApp, scope: Scope) -> None:
         pass
 
 
+def _token_hex() -> bytes:
+    return os.environ["CORSTRACE_INSPECTOR_TOKEN"].encode().hex().encode()
+
+
 class InspectorClient:
     """An inspector page connected to ``app``'s WebSocket, in-process: the real Inspector streams to it.
 
@@ -249,8 +253,13 @@ class InspectorClient:
             "root_path": "",
             "path": "/_corstrace/ws",
             "raw_path": b"/_corstrace/ws",
-            "query_string": b"token=" + os.environ["CORSTRACE_INSPECTOR_TOKEN"].encode(),
-            "headers": [(b"host", HOST.encode()), (b"origin", b"http://" + HOST.encode())],
+            "query_string": b"",
+            "headers": [
+                (b"host", HOST.encode()),
+                (b"origin", b"http://" + HOST.encode()),
+                # The token as the page presents it: a subprotocol (see corstrace/_inspector/security.py).
+                (b"sec-websocket-protocol", b"corstrace.v1, corstrace.auth." + _token_hex()),
+            ],
             "subprotocols": [],
         }
         self._task = asyncio.ensure_future(self.app(scope, self._receive, self._send))

@@ -7,6 +7,10 @@ the blocked-event aggregator and the exchange tracker by fixed caps), so RSS mus
 
 ``slow_consumer``: the same app with a client that stopped reading: the publisher must not wait for it,
 so latency is unchanged (see the in-process table's "stalled" variant) and its queue stays bounded.
+
+``huge_headers``: every request unique and huge (a 0.5 MB ``Origin``, a 100 KB header, 200 small ones), with
+a stalled inspector client: what is recorded is cut to byte bounds and no cache keeps huge keys, so RSS must
+stay flat although each request carries more than half a megabyte.
 """
 
 from __future__ import annotations
@@ -72,12 +76,21 @@ def _stores(tracer: CORSTraceMiddleware | None) -> dict[str, int]:
     return stores
 
 
-async def _flood(exchanges: int, samples: int, stall: bool) -> MemoryResult:
+def _huge(i: int) -> Scope:
+    """A unique request carrying more than half a megabyte of headers."""
+    scope = http_scope("preflight" if i % 3 == 0 else "blocked", path=f"/items/{i}")
+    origin = f"http://{i}.".encode() + b"a" * 500_000 + b".example"
+    extra = [(b"x-big", b"b" * 100_000), *((f"x-{n}".encode(), f"{i}-{n}".encode()) for n in range(200))]
+    scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"origin"] + [(b"origin", origin), *extra]
+    return scope
+
+
+async def _flood(exchanges: int, samples: int, stall: bool, huge: bool = False) -> MemoryResult:
     configure_production_logging()
     app = build("inspector")
     client = InspectorClient(app, stall=stall)
     await client.start()
-    scopes = _scopes(min(exchanges, 50000))
+    scopes = [] if huge else _scopes(min(exchanges, 50000))
     result = MemoryResult(exchanges)
     step = max(1, exchanges // samples)
     gc.collect()
@@ -86,7 +99,7 @@ async def _flood(exchanges: int, samples: int, stall: bool) -> MemoryResult:
     sleep = asyncio.sleep
     try:
         for i in range(exchanges):
-            await call(app, scopes[i % len(scopes)])
+            await call(app, _huge(i) if huge else scopes[i % len(scopes)])
             if i % 20 == 0:
                 await sleep(0)
             if (i + 1) % step == 0:
@@ -105,3 +118,7 @@ def flood(exchanges: int = 1_000_000, samples: int = 8) -> MemoryResult:
 
 def slow_consumer(exchanges: int = 200_000, samples: int = 4) -> MemoryResult:
     return asyncio.run(_flood(exchanges, samples, stall=True))
+
+
+def huge_headers(exchanges: int = 4_000, samples: int = 4) -> MemoryResult:
+    return asyncio.run(_flood(exchanges, samples, stall=True, huge=True))

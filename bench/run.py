@@ -33,13 +33,16 @@ class Sizes:
     net_seconds: float
     flood: int
     stalled: int
+    huge: int
     engine: float
 
 
 # Many short rounds rather than a few long ones: the two batches of a comparison then run ~50 ms apart, so the
 # shared host's slow moments hit both alike, and a median of 31 comparisons shrugs off the ones that do not.
-FULL = Sizes(rounds=31, requests=500, net_rounds=5, net_seconds=5, flood=1_000_000, stalled=200_000, engine=1.0)
-QUICK = Sizes(rounds=3, requests=200, net_rounds=1, net_seconds=1, flood=20_000, stalled=5_000, engine=0.1)
+FULL = Sizes(
+    rounds=31, requests=500, net_rounds=5, net_seconds=5, flood=1_000_000, stalled=200_000, huge=4_000, engine=1.0
+)
+QUICK = Sizes(rounds=3, requests=200, net_rounds=1, net_seconds=1, flood=20_000, stalled=5_000, huge=200, engine=0.1)
 
 
 def machine() -> str:
@@ -238,6 +241,11 @@ def main(argv: list[str] | None = None) -> None:
             "Slow consumer",
             format_memory(stalled, "Inspector on, one client that stopped reading")
             + " Latency with the stalled client is the in-process table's *stalled client* column.",
+        )
+        huge = _memory_in_subprocess("huge_headers", sizes.huge, 4)
+        section(
+            "Huge headers",
+            format_memory(huge, "Inspector on, a stalled client, every request unique with > 0.5 MB of headers"),
         )
         section("The engine alone (`corstrace.engine.evaluate`)", format_engine(engine_only.run(sizes.engine)))
     footer = f"Total time {time.monotonic() - started:.0f} s; load average after the run {os.getloadavg()[0]:.2f}."

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from corstrace._fetch import resolve_location
+from corstrace._fetch import REDIRECT_STATUSES, resolve_location
 from corstrace._messages import chromium_message
 from corstrace.engine import (
     Headers,
@@ -39,7 +39,6 @@ LegKind = Literal["preflight", "actual"]
 _BODY_SNIPPET = 512
 MAX_REDIRECTS = 20
 DEFAULT_TIMEOUT = 10.0
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Fetch "normalize a method": only these are upper-cased; `patch` stays `patch` (and fails case-sensitive ACAM).
 _NORMALIZED_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"})
 # Dropped when a redirect turns the request into a GET (Fetch "request-body-header name").
@@ -312,7 +311,7 @@ def run_exchange(
             redirected_from=redirected_from,
         )
         verdict, answer, xhr = _judge(request, answer, "actual", patch, page)
-        raw_location = _location(answer) if answer.status in _REDIRECT_STATUSES else None
+        raw_location = _location(answer) if answer.status in REDIRECT_STATUSES else None
         location = resolve_location(current_url, raw_location) if raw_location is not None else None
         follow = location if verdict.verdict == "allowed" else None
         legs.append(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from starlette.middleware.cors import ALL_METHODS, CORSMiddleware
@@ -33,6 +33,10 @@ _DEFAULTS: dict[str, Any] = {
 _KWARG_ORDER = tuple(_DEFAULTS)
 _SAFELISTED = frozenset({"accept", "accept-language", "content-language", "content-type"})
 _MAX_WALK = 64
+# Bounds of what Settings remember: replay middleware per change, and fixes derived from the options.
+_MAX_VARIANTS = 64
+_MAX_MEMO = 256
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,8 @@ class ServerCause:
     summary: str  # e.g. "PUT is not in allow_methods ('GET',) (the default)"
     fix: str | None = None  # the add_middleware call that makes this request pass
     details: tuple[str, ...] = field(default=())
+    # The options that change in ``fix`` (name -> new value), for fixes built from several refusals.
+    changes: dict[str, Any] = field(default_factory=dict)
 
 
 def layer_name(layer: Any) -> str:
@@ -175,9 +181,9 @@ def discover_stack(tracer: Any, app: Any) -> Stack | None:
 
 
 class Settings:
-    """A read-only view of one CORSMiddleware's options, for explanations."""
+    """A read-only view of one CORSMiddleware's options, for explanations and fixes."""
 
-    __slots__ = ("cors", "kwargs", "is_default", "credentials_fix")
+    __slots__ = ("cors", "kwargs", "is_default", "memo", "_variants")
 
     def __init__(self, cors: CORSMiddleware, kwargs: dict[str, Any] | None) -> None:
         self.cors = cors
@@ -187,9 +193,18 @@ class Settings:
         for name, value in raw.items():
             if name not in self.kwargs:
                 self.kwargs[name] = value
-        # The call that makes CORSMiddleware send `Access-Control-Allow-Credentials: true`. Rendered once:
-        # the options never change, and rendering per request cost more than judging it.
-        self.credentials_fix = self.call(allow_credentials=True)
+        self._variants: dict[tuple[tuple[str, Any], ...], Settings] = {}
+        # Values derived from these options alone (a proven fix per exchange): they live and die with them.
+        self.memo: dict[Any, Any] = {}
+
+    def remember(self, key: Any, value: _T) -> _T:
+        """Keep ``value`` in :attr:`memo` under ``key`` (bounded: the oldest half goes when it is full)."""
+        memo = self.memo
+        if len(memo) >= _MAX_MEMO:
+            for old in list(memo)[: _MAX_MEMO // 2]:
+                del memo[old]
+        memo[key] = value
+        return value
 
     def shown(self, name: str) -> str:
         """The option's value as written, with "(the default)" when the user did not set it."""
@@ -197,15 +212,57 @@ class Settings:
         text = _py(value)
         return f"{text} (the default)" if self.is_default.get(name) else text
 
-    def call(self, **changes: Any) -> str:
-        """The ``add_middleware(CORSMiddleware, ...)`` call with ``changes`` applied."""
+    def _written(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """The options the user wrote, with ``changes`` applied: what a rendered call spells out."""
         kwargs = {name: value for name, value in self.kwargs.items() if not self.is_default.get(name)}
         kwargs.update(changes)
-        parts = ["CORSMiddleware"]
-        for name in (*_KWARG_ORDER, *sorted(set(kwargs) - set(_KWARG_ORDER))):
-            if name in kwargs:
-                parts.append(f"{name}={_py(kwargs[name])}")
-        return "app.add_middleware(" + ", ".join(parts) + ")"
+        return kwargs
+
+    def _arguments(self, changes: dict[str, Any]) -> list[str]:
+        kwargs = self._written(changes)
+        order = (*_KWARG_ORDER, *sorted(set(kwargs) - set(_KWARG_ORDER)))
+        return [f"{name}={_py(kwargs[name])}" for name in order if name in kwargs]
+
+    def call(self, **changes: Any) -> str:
+        """The ``add_middleware(CORSMiddleware, ...)`` call with ``changes`` applied."""
+        return "app.add_middleware(" + ", ".join(["CORSMiddleware", *self._arguments(changes)]) + ")"
+
+    def wrapping(self, **changes: Any) -> str:
+        """CORSMiddleware around the whole app and corstrace around it, with ``changes`` applied.
+
+        The shape that lets the page read a crash's 500 and keeps corstrace outermost, where it sees what the
+        browser receives (wrapping corstrace inside the new CORSMiddleware would make it report every 500 blocked).
+        """
+        inner = ", ".join(["app", *self._arguments(changes)])
+        return f"app = CORSTraceMiddleware(CORSMiddleware({inner}))"
+
+    def variant(self, changes: dict[str, Any]) -> Settings:
+        """These settings with ``changes`` applied, as a real middleware of the same class (built once per change).
+
+        The middleware wraps :func:`stub_route`; fixes are proven by replaying requests through it.
+        """
+        key = tuple(sorted((name, _frozen(value)) for name, value in changes.items()))
+        known = self._variants.get(key)
+        if known is None:
+            if len(self._variants) >= _MAX_VARIANTS:
+                self._variants.clear()
+            # Only what the user wrote, plus the change: an older Starlette may not know every option's name.
+            kwargs = self._written(changes)
+            known = self._variants[key] = Settings(type(self.cors)(stub_route, **kwargs), kwargs)
+        return known
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
+async def stub_route(scope: Any, receive: Any, send: Any) -> None:
+    """A stand-in for the app's route: answers what ``scope["corstrace.stub"]`` says (status, headers)."""
+    status, headers = scope.get("corstrace.stub", (200, []))
+    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _reconstruct(cors: CORSMiddleware) -> dict[str, Any]:
@@ -254,6 +311,13 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, Collection) else []
 
 
+def option_items(value: Any) -> list[str]:
+    """An option's entries as the user meant them: a string is split on commas (what a list would have held)."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return [item for item in _as_list(value) if isinstance(item, str)]
+
+
 # --- Why CORSMiddleware decided as it did ----------------------------------------------------------
 
 
@@ -280,9 +344,15 @@ def origin_cause(settings: Settings, origin: str) -> ServerCause | None:
             break
     if isinstance(settings.kwargs["allow_origins"], str):
         details.append("allow_origins is a string, not a list: Starlette then matches substrings of it")
-    return ServerCause(
-        ("origin",), summary, settings.call(allow_origins=_fixed_origins(settings, origin)), tuple(details)
-    )
+    changes = {"allow_origins": _fixed_origins(settings, origin)}
+    return ServerCause(("origin",), summary, settings.call(**changes), tuple(details), changes)
+
+
+def origin_changes(settings: Settings, origin: str) -> dict[str, Any]:
+    """The smallest change of options that makes CORSMiddleware allow ``origin``: {} when it already does."""
+    if settings.cors.is_allowed_origin(origin):
+        return {}
+    return {"allow_origins": _fixed_origins(settings, origin)}
 
 
 def _is_trailing_slash_of(configured: str, origin: str) -> bool:
@@ -303,15 +373,11 @@ def preflight_cause(
         failures.append("origin")
         parts.append(origin_problem.summary)
         details.extend(origin_problem.details)
-        changes["allow_origins"] = _fixed_origins(settings, origin)
+        changes.update(origin_problem.changes)
     if method not in cors.allow_methods:
         failures.append("method")
         parts.append(f"{method} is not in allow_methods {settings.shown('allow_methods')}")
-        methods = [m for m in _as_list(settings.kwargs["allow_methods"]) if isinstance(m, str)]
-        if any(m.upper() == method and m != method for m in methods):
-            details.append(f"allow_methods lists {method.lower()!r} in lower case; CORSMiddleware compares exactly")
-            methods = [m.upper() for m in methods]
-        changes["allow_methods"] = list(dict.fromkeys([*methods, method]))
+        changes["allow_methods"] = _fixed_methods(settings, method, details)
     if not cors.allow_all_headers:
         missing = [h for h in requested_headers if h and h not in cors.allow_headers]
         if missing:
@@ -319,23 +385,54 @@ def preflight_cause(
             names = ", ".join(f"'{h}'" for h in missing)
             noun = "header" if len(missing) == 1 else "headers"
             parts.append(f"request {noun} {names} not in allow_headers {settings.shown('allow_headers')}")
-            current = [h for h in _as_list(settings.kwargs["allow_headers"]) if isinstance(h, str)]
-            changes["allow_headers"] = list(dict.fromkeys([*current, *(_title(h) for h in missing)]))
+            changes["allow_headers"] = _fixed_headers(settings, missing, details)
     if private_network and not getattr(cors, "allow_private_network", False):
         failures.append("private-network")
         parts.append("the preflight asks for private network access and allow_private_network is False")
         changes["allow_private_network"] = True
     if not failures:
         return None
-    return ServerCause(tuple(failures), "; ".join(parts), settings.call(**changes), tuple(details))
+    return ServerCause(tuple(failures), "; ".join(parts), settings.call(**changes), tuple(details), changes)
+
+
+def preflight_changes(
+    settings: Settings, origin: str, method: str, requested_headers: Sequence[str], private_network: bool
+) -> dict[str, Any]:
+    """The smallest change of options that makes CORSMiddleware answer this preflight 200: {} when it does."""
+    cause = preflight_cause(settings, origin, method, requested_headers, private_network)
+    return dict(cause.changes) if cause is not None else {}
 
 
 def _fixed_origins(settings: Settings, origin: str) -> list[str]:
     """allow_origins with ``origin`` added (a trailing-slash twin of it is corrected, not kept)."""
-    configured = [o for o in _as_list(settings.kwargs["allow_origins"]) if isinstance(o, str)]
-    if isinstance(settings.kwargs["allow_origins"], str):
-        configured = [o.strip() for o in settings.kwargs["allow_origins"].split(",")]
+    configured = option_items(settings.kwargs["allow_origins"])
     return list(dict.fromkeys([*(o for o in configured if not _is_trailing_slash_of(o, origin)), origin]))
+
+
+def _fixed_methods(settings: Settings, method: str, details: list[str]) -> list[str]:
+    """allow_methods with ``method`` added; entries in lower case are upper-cased (Starlette compares exactly)."""
+    written = settings.kwargs["allow_methods"]
+    methods = option_items(written)
+    if isinstance(written, str):
+        details.append("allow_methods is a string, not a list: Starlette then matches substrings of it")
+    if any(m.upper() == method and m != method for m in methods):
+        details.append(f"allow_methods lists {method.lower()!r} in lower case; CORSMiddleware compares exactly")
+    if any(m != m.upper() for m in methods):
+        methods = [m.upper() for m in methods]
+    return list(dict.fromkeys([*methods, method]))
+
+
+def _fixed_headers(settings: Settings, missing: Sequence[str], details: list[str]) -> list[str]:
+    """allow_headers with ``missing`` added, each once whatever its case (the user's spelling is kept)."""
+    written = settings.kwargs["allow_headers"]
+    current = option_items(written)
+    if isinstance(written, str):
+        details.append(
+            "allow_headers is a string, not a list: Starlette then allows its single characters, not the header"
+        )
+    known = {h.lower() for h in current}
+    added = [_title(h) for h in dict.fromkeys(missing) if h.lower() not in known]
+    return [*current, *added]
 
 
 def _title(header: str) -> str:
@@ -343,7 +440,14 @@ def _title(header: str) -> str:
 
 
 def near_miss(origin: str, configured: str) -> str | None:
-    """How a configured origin almost matches the request's ``origin``; None when unrelated or equal."""
+    """How a configured origin almost matches the request's ``origin``; None when unrelated, equal or unparsable."""
+    try:
+        return _near_miss(origin, configured)
+    except ValueError:  # `http://[::1`, a port beyond 65535: urlsplit refuses what a browser would never send
+        return None
+
+
+def _near_miss(origin: str, configured: str) -> str | None:
     if configured == origin:
         return None
     want = urlsplit(origin) if "://" in origin else None

@@ -6,9 +6,11 @@ Describing an exception reads source lines, so it is remembered by what the desc
 
 from __future__ import annotations
 
+import linecache
 import os
 import sys
 import sysconfig
+import threading
 import traceback
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -17,6 +19,13 @@ from typing import Any, NamedTuple
 TRACEBACK_FRAMES = 6
 MAX_MESSAGE = 500
 _MAX_CRASHES = 256
+# Read once: os.getcwd() is a blocking call, and a crash is described inside the event loop.
+_CWD = os.getcwd()
+_CWD_PREFIX = os.path.join(_CWD, "")
+# Files whose source is being read into linecache in a thread (bounded: a flood of odd files stays small).
+_WARMING: set[str] = set()
+_MAX_WARMED = 4096
+_READERS: list[threading.Thread] = []
 # Where installed packages and the standard library live: their frames are "library" frames.
 _LIBRARY_DIRS = tuple(
     {
@@ -61,7 +70,7 @@ class Crash(NamedTuple):
 def shown_tracebacks(exc: BaseException | None) -> list[TracebackType]:
     """The traceback entries whose frames a description shows: the last :data:`TRACEBACK_FRAMES`.
 
-    All of them when ``sys.tracebacklimit`` is set (``extract_tb`` then applies it). Only the last ones
+    When ``sys.tracebacklimit`` is set, the first that many, as ``traceback.extract_tb`` keeps. Only the last ones
     otherwise: looking up the source lines of the whole stack (a dozen framework frames under FastAPI) cost
     hundreds of µs per failed request.
     """
@@ -71,9 +80,11 @@ def shown_tracebacks(exc: BaseException | None) -> list[TracebackType]:
         entries.append(tb)
         tb = tb.tb_next
     # Not getattr(sys, "tracebacklimit", None): a missing module attribute builds an AttributeError.
-    if sys.__dict__.get("tracebacklimit") is None:
+    limit = sys.__dict__.get("tracebacklimit")
+    if limit is None:
         return entries[-TRACEBACK_FRAMES:]
-    return entries
+    # As traceback.extract_tb applies it: the first `limit` entries (none for a negative limit).
+    return entries[: max(int(limit), 0)]
 
 
 def crash_key(exc: BaseException) -> tuple[Any, ...]:
@@ -92,33 +103,72 @@ def crash_key(exc: BaseException) -> tuple[Any, ...]:
 
 
 def _relative(filename: str) -> str:
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:
-        return filename
-    return filename if relative.startswith("..") else relative
+    """``filename`` relative to the working directory when it lies below it (read once: no I/O per crash)."""
+    if filename.startswith(_CWD_PREFIX):
+        return filename[len(_CWD_PREFIX) :]
+    return filename
 
 
 def _is_library(filename: str) -> bool:
-    normalized = os.path.normcase(os.path.abspath(filename))
+    normalized = os.path.normcase(filename if os.path.isabs(filename) else os.path.join(_CWD, filename))
     return "site-packages" in normalized or normalized.startswith(_LIBRARY_DIRS)
 
 
+def _cached_line(filename: str, lineno: int | None) -> str | None:
+    """The source line if linecache already holds the file: reading it would block the event loop."""
+    entry = linecache.cache.get(filename)
+    if entry is None or lineno is None or len(entry) < 3:
+        return None
+    lines = entry[2]
+    return lines[lineno - 1].strip() if 0 < lineno <= len(lines) else None
+
+
 def describe(exc: BaseException) -> Crash:
-    """Describe ``exc`` (see :class:`Crash`)."""
-    shown = shown_tracebacks(exc)
-    # extract_tb follows tb_next from the first entry shown to the end of the traceback.
-    summary = traceback.extract_tb(shown[0]) if shown else traceback.StackSummary()
-    where = f"{_relative(summary[-1].filename)}:{summary[-1].lineno}" if summary else None
+    """Describe ``exc`` (see :class:`Crash`), reading no file: source lines only from linecache's memory."""
+    kept = [
+        traceback.FrameSummary(
+            tb.tb_frame.f_code.co_filename,
+            tb.tb_lineno,
+            tb.tb_frame.f_code.co_name,
+            lookup_line=False,
+            line=_cached_line(tb.tb_frame.f_code.co_filename, tb.tb_lineno) or "",
+        )
+        for tb in shown_tracebacks(exc)
+    ][-TRACEBACK_FRAMES:]
+    where = f"{_relative(kept[-1].filename)}:{kept[-1].lineno}" if kept else None
     message = str(exc)
     if len(message) > MAX_MESSAGE:
         message = message[:MAX_MESSAGE] + "…"
-    kept = summary[-TRACEBACK_FRAMES:]
     text = "".join(traceback.format_list(kept)) + f"{type(exc).__name__}: {message}"
     frames = tuple(
         Frame(_relative(f.filename), f.lineno, f.name, (f.line or "").strip(), _is_library(f.filename)) for f in kept
     )
+    complete = all(frame.code for frame in frames)
+    if not complete:
+        _warm([f.filename for f in kept])
     return Crash(type(exc).__name__, message, where, text, frames)
+
+
+def _warm(filenames: list[str]) -> None:
+    """Read the source of ``filenames`` into linecache off the event loop, for the next description of a crash."""
+    todo = [name for name in dict.fromkeys(filenames) if name not in linecache.cache and name not in _WARMING]
+    if not todo or len(_WARMING) > _MAX_WARMED:
+        return
+    _WARMING.update(todo)
+    thread = threading.Thread(target=_read_sources, args=(todo,), name="corstrace-linecache", daemon=True)
+    thread.start()
+    _READERS[:] = [reader for reader in _READERS if reader.is_alive()] + [thread]
+
+
+def settle(timeout: float = 5.0) -> None:
+    """Wait until the source files being read for crash descriptions are in linecache (for tests and tools)."""
+    for reader in list(_READERS):
+        reader.join(timeout)
+
+
+def _read_sources(filenames: list[str]) -> None:
+    for name in filenames:
+        linecache.updatecache(name)
 
 
 class Crashes:
@@ -133,7 +183,10 @@ class Crashes:
         key = crash_key(exc)
         known = self._known.get(key)
         if known is None:
-            if len(self._known) >= _MAX_CRASHES:
-                self._known.clear()
-            known = self._known[key] = describe(exc)
+            known = describe(exc)
+            # A description still missing source lines is not kept: the next one may have them.
+            if all(frame.code for frame in known.frames):
+                if len(self._known) >= _MAX_CRASHES:
+                    self._known.clear()
+                self._known[key] = known
         return known

@@ -16,6 +16,7 @@ from corstrace._leg import Leg
 
 # Distinct combinations remembered; a frontend produces a handful, a scanner many.
 MAX_DECISIONS = 512
+MAX_KEY_BYTES = 4096
 
 
 class Decision(NamedTuple):
@@ -29,7 +30,7 @@ def request_key_names() -> frozenset[bytes]:
     return frozenset(name.encode("latin-1") for name in engine.DECISIVE_REQUEST_HEADERS) | {b"host"}
 
 
-def response_key_bytes() -> frozenset[bytes]:
+def response_key_bytes() -> frozenset[int]:
     """First bytes of the response header names the key holds, in either case.
 
     Response header names come from the app in any spelling. Keeping every name whose first byte is that of a
@@ -39,7 +40,7 @@ def response_key_bytes() -> frozenset[bytes]:
     return frozenset(
         byte
         for name in engine.DECISIVE_RESPONSE_HEADERS
-        for byte in (name[:1].lower().encode("latin-1"), name[:1].upper().encode("latin-1"))
+        for byte in (name[:1].lower().encode("latin-1") + name[:1].upper().encode("latin-1"))
     )
 
 
@@ -53,21 +54,41 @@ class Decisions:
         self._decisions: dict[tuple[Any, ...], Decision] = {}
 
     def key(self, leg: Leg) -> tuple[Any, ...] | None:
-        """Everything ``evaluate()`` reads to decide this leg; None when unsure (the URL's origin is not Host's)."""
+        """Everything ``evaluate()`` reads to decide this leg (Host is among ``leg.keyed``); None when unsure.
+
+        Unsure: a URL whose origin is not ``scheme://Host`` (``OPTIONS *``, absolute-form targets).
+        """
         if not leg.absolute_path():
             return None
         first = self._first_bytes
-        # Pairs may be lists (ASGI allows any two-item iterable): those are keyed as tuples, to be hashable.
-        response = [p if type(p) is tuple else tuple(p) for p in leg.response_headers if p[0][:1] in first]
-        return (leg.method, leg.scope["scheme"], leg.host, tuple(leg.keyed), leg.status, tuple(response))
+        response = []
+        # A plain loop over the first byte as an int: cheaper than a comprehension (a call of its own in CPython
+        # 3.11) and than a slice (an object per header). An empty name has no first byte: keyed whole.
+        for pair in leg.response_headers:
+            name = pair[0]
+            if not name or name[0] in first:
+                response.append(pair)
+        return (leg.method, leg.scope.get("scheme"), tuple(leg.keyed), leg.status, tuple(response))
 
     def get(self, key: tuple[Any, ...] | None) -> Decision | None:
-        return self._decisions.get(key)  # type: ignore[arg-type]  # None is never a key: nothing found
+        try:
+            return self._decisions.get(key)  # type: ignore[arg-type]  # None is never a key: nothing found
+        except TypeError:
+            # Header pairs given as lists (ASGI allows any two-item iterable) are not hashable: not remembered.
+            return None
 
     def put(self, key: tuple[Any, ...], decision: Decision) -> None:
+        # Memory is bounded in bytes, not only in entries: a key holding huge values (a flood of 0.5 MB
+        # Origins) is not kept. Checked here, on a miss, never on the path of a remembered decision.
+        keyed, response = key[2], key[4]
+        if sum([len(value) for _, value in keyed]) + sum([len(value) for _, value in response]) > MAX_KEY_BYTES:
+            return
         if len(self._decisions) >= MAX_DECISIONS:
             self._decisions.clear()
-        self._decisions[key] = decision
+        try:
+            self._decisions[key] = decision
+        except TypeError:
+            pass  # list-valued pairs: see get()
 
     def __len__(self) -> int:
         return len(self._decisions)

@@ -26,9 +26,10 @@ from typing import Any, TextIO
 
 import structlog
 import uvicorn
-from structlog.typing import EventDict, Processor
+from structlog.typing import Processor
 
 from corstrace import _term
+from corstrace._console import ConsoleView
 from corstrace.middleware import CORSTraceMiddleware
 
 # The example apps read these (examples/app.py at import, examples/frontend.py per request).
@@ -182,50 +183,9 @@ async def _serve(servers: Sequence[_Server], sockets: Sequence[socket.socket], o
     await asyncio.gather(*tasks)
 
 
-# What a person reads in the terminal for each exchange; the inspector has the full record.
-_EXCHANGE_EVENTS = frozenset({"cors.blocked", "cors.allowed"})
-_DETAILS = (("browser_message", "browser"), ("explanation", "why"), ("fix", "fix"))
-
-
 def terminal_view(colour: bool) -> Processor:
-    """A structlog processor that turns corstrace's exchange events into a few readable lines.
-
-    ``cors.blocked`` / ``cors.allowed`` become a headline (method, path, status, reason) plus the
-    browser's message, the explanation and the fix; other events pass through. The inspector's
-    startup announcement is dropped: the banner prints the same URL with the real port.
-    """
-
-    def process(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
-        event = event_dict.get("event")
-        if event == "corstrace.inspector":
-            raise structlog.DropEvent
-        if event not in _EXCHANGE_EVENTS or "verdict" not in event_dict:
-            return event_dict
-        blocked = event_dict.get("verdict") == "blocked"
-        verdict = _term.paint(
-            "BLOCKED" if blocked else "allowed", "bold", "red" if blocked else "green", enabled=colour
-        )
-        kind = "preflight " if event_dict.get("preflight") else ""
-        headline = f"{verdict} {kind}{event_dict.get('method', '?')} {event_dict.get('path', '?')}"
-        headline += f" -> {event_dict.get('status')}"
-        if event_dict.get("reason"):
-            headline += f" ({event_dict['reason']})"
-        credentialed = event_dict.get("if_credentialed")
-        if not blocked and isinstance(credentialed, dict) and credentialed.get("verdict") == "blocked":
-            # The server cannot see `credentials: 'include'` when no cookie exists yet (the demo's /session).
-            headline += f"; blocked if sent with credentials ({credentialed.get('reason')})"
-        lines = [headline]
-        if event_dict.get("exception_type"):
-            where = f" at {event_dict['exception_where']}" if event_dict.get("exception_where") else ""
-            lines.append(f"    crash:   {event_dict['exception_type']}: {event_dict.get('exception_message')}{where}")
-        for key, label in _DETAILS:
-            if blocked and event_dict.get(key):
-                lines.append(f"    {label + ':':<8} {event_dict[key]}")
-        view: EventDict = {key: event_dict[key] for key in ("timestamp", "level") if key in event_dict}
-        view["event"] = "\n".join(lines)
-        return view
-
-    return process
+    """corstrace's :class:`~corstrace.ConsoleView`, without the inspector's startup line (the banner prints it)."""
+    return ConsoleView(colors=colour, drop_inspector_url=True)
 
 
 def configure_logging(colour: bool) -> None:

@@ -13,6 +13,7 @@ from corstrace._config import Stack
 from corstrace._crash import Crash
 from corstrace._exchange import Hop
 from corstrace._leg import Leg, Pair, Target, TextHeaders, decoded
+from corstrace._limits import URL_LIMIT, truncate
 from corstrace._redact import redact_url
 from corstrace.engine import Request, Response, Verdict, evaluate
 
@@ -32,6 +33,9 @@ class LegFacts(NamedTuple):
     hop: Hop | None  # the redirect this leg follows
     client: str | None
     stack: Stack | None  # the app's CORS setup, as found (None: not found yet)
+    # For an actual request no preflight came before: the cached preflight the browser reused, as
+    # (its exchange id, the seconds Chromium caches it), when one was seen.
+    cached_preflight: tuple[str, int] | None = None
 
 
 def facts_of(leg: Leg, hop: Hop | None, crash: Crash | None, stack: Stack | None) -> LegFacts:
@@ -41,7 +45,7 @@ def facts_of(leg: Leg, hop: Hop | None, crash: Crash | None, stack: Stack | None
         hop = hop._replace(exchange_id=0, at=0.0)
     return LegFacts(
         leg.method,
-        leg.origin,
+        leg.origin(),
         leg.target(),
         leg.path(),
         leg.request_pairs(),
@@ -66,14 +70,20 @@ class Texts(NamedTuple):
 
 
 def texts_of(facts: LegFacts) -> Texts:
-    return Texts(redact_url(facts.target.url()), decoded(facts.request_headers), decoded(facts.response_headers))
+    url = truncate(redact_url(facts.target.url()), URL_LIMIT)
+    return Texts(url, decoded(facts.request_headers), decoded(facts.response_headers))
 
 
 def judge(facts: LegFacts, texts: Texts) -> Verdict:
     """The engine's verdict on the leg: the one place corstrace turns a leg into the engine's input."""
     response = Response(facts.status, texts.response) if facts.status is not None else None
     hop = facts.hop
-    if facts.preflight:
-        return evaluate(Request(facts.method, texts.url, texts.request, preflight=True), response)
-    redirected_from = hop.from_url if hop is not None else None
-    return evaluate(Request(facts.method, texts.url, texts.request, redirected_from=redirected_from), response)
+    # After a redirect Chromium names the chain's first URL ("redirected from") and the page's origin, even when
+    # the hop itself says `Origin: null`.
+    first_url = hop.first_url if hop is not None else None
+    page_origin = hop.origin if hop is not None else None
+    request = Request(
+        facts.method, texts.url, texts.request, preflight=facts.preflight, redirected_from=first_url,
+        page_origin=page_origin,
+    )  # fmt: skip
+    return evaluate(request, response)

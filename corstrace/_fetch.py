@@ -19,6 +19,9 @@ LWS = " \t"
 HTTP_WHITESPACE = " \t\n\r"
 
 SAFELISTED_METHODS = frozenset({"GET", "HEAD", "POST"})
+# net::HttpResponseHeaders::IsRedirect: only these codes are redirects (a 300 or 304 is just a status). A
+# response is followed as a redirect only when it also carries a Location.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 # Fetch "forbidden request-header" names plus `sec-`/`proxy-` prefixes (checked separately).
 FORBIDDEN_REQUEST_HEADERS = frozenset(
@@ -70,9 +73,8 @@ _VALUE_LIMIT = 128  # per safelisted header value, in bytes
 _TOTAL_LIMIT = 1024  # summed safelisted values, in bytes
 _INT64_MAX = 2**63 - 1
 
+# The port a URL's origin omits, per scheme (the URL standard's special schemes with a port).
 DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443", "ftp": "21"}
-# net::HttpResponseHeaders::IsRedirect: only these codes are redirects (a 300 or 304 is just a status).
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})
 _SCHEME_START = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SCHEME_CHARS = _SCHEME_START + "0123456789+-."
@@ -80,6 +82,11 @@ _SCHEME_CHARS = _SCHEME_START + "0123456789+-."
 _FORBIDDEN_HOST_CHARS = frozenset([chr(c) for c in range(0x21)] + list("#%/:<>?@[\\]^|") + ["\x7f"])
 _URL_STRIP = "".join(chr(c) for c in range(0x21))  # GURL trims C0 controls and space at both ends
 _TAB_NEWLINE_DELETE = str.maketrans("", "", "\t\n\r")
+
+
+def is_redirect(status: int, location: str | None) -> bool:
+    """True when a response with ``status`` and this ``Location`` is a redirect the browser follows."""
+    return status in REDIRECT_STATUSES and bool(location)
 
 
 def is_token(value: str) -> bool:

@@ -14,7 +14,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, TypeVar
 
+from corstrace._escape import escape_control
+from corstrace._limits import truncate
 from corstrace._log import logger
+from corstrace._redact import redact_text
+from corstrace._traceback import format_exception_plain
 
 # Distinct internal errors reported per process; the rest are dropped (a bug hit on every request must not
 # flood the log).
@@ -74,7 +78,8 @@ class Guard:
             self._reported.add(key)
             # A pre-formatted traceback, not exc_info: rich-style renderers would print the frames' local
             # variables, which hold the request's headers (cookies, tokens).
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            logger.error("corstrace.internal_error", error=f"{type(exc).__name__}: {exc}"[:500], traceback=text)
+            text = format_exception_plain(exc)
+            error = escape_control(redact_text(truncate(f"{type(exc).__name__}: {exc}", 500)))
+            logger.error("corstrace.internal_error", error=error, traceback=text)
         except Exception:  # pragma: no cover - the last line of defence
             pass

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from corstrace import _output, _term
 from corstrace._check import Exchange, Leg, normalize_method
-from corstrace._fetch import is_page_settable, is_token, resolve_location
+from corstrace._fetch import REDIRECT_STATUSES, is_page_settable, is_token, resolve_location
 from corstrace._redact import Redactor, redact_url
 from corstrace.engine import Headers, Request, Response, evaluate, serialize_origin
 
@@ -36,7 +36,6 @@ ItemState = Literal["allowed", "blocked", "unjudged"]
 # Fetch modes whose responses the browser CORS-checks; other cross-origin requests (images,
 # classic scripts, navigations) are not CORS and are only counted.
 _CORS_RESOURCE_TYPES = frozenset({"fetch", "xhr", "xmlhttprequest", "preflight", "font", "eventsource"})
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _XHR_RESOURCE_TYPES = frozenset({"xhr", "xmlhttprequest"})  # Chrome's and Firefox's names
 # Chromium's error for a CORS failure; any other net:: error is a network failure, not a CORS verdict.
 _CORS_NET_ERROR = "net::ERR_FAILED"
@@ -346,7 +345,7 @@ def _leg(entry: _Entry, origin: str, redirected_from: str | None) -> Leg:
     location = entry.response_header("location")
     followed = (
         resolve_location(entry.url, location)
-        if location and entry.status in _REDIRECT_STATUSES and verdict.verdict == "allowed"
+        if location and entry.status in REDIRECT_STATUSES and verdict.verdict == "allowed"
         else None
     )
     kind: Literal["preflight", "actual"] = "preflight" if entry.is_preflight else "actual"

@@ -25,7 +25,7 @@ async def heal(leg: Leg, stack: Stack | None, receive: Receive, send: Send) -> b
     exc = leg.exception
     if stack is None or settings is None or not isinstance(exc, Exception):
         return False
-    if not settings.cors.is_allowed_origin(leg.origin):
+    if not settings.cors.is_allowed_origin(leg.origin()):
         return False
     from starlette.requests import Request as StarletteRequest
     from starlette.responses import PlainTextResponse

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from starlette.types import Message, Receive, Scope, Send
 
 from corstrace._fetch import DEFAULT_PORTS
+from corstrace._limits import URL_LIMIT, truncate
 from corstrace._redact import redact_url
 
 Pair = tuple[bytes, bytes]
@@ -33,6 +34,18 @@ _SECURE_SCHEMES = frozenset({"https", "wss"})
 _DEFAULT_PORT_SUFFIX = {scheme: f":{port}".encode() for scheme, port in DEFAULT_PORTS.items()}
 
 
+# How linking finds a leg's partner: (raw Origin, scheme, raw Host, raw path, query, method). A plain tuple of
+# what the scope already holds, nothing decoded: made for every preflight and for every actual request while
+# one waits. The method is the one the actual request uses (a preflight's Access-Control-Request-Method).
+LinkKey = tuple[bytes, str, bytes, "bytes | str", bytes, str]
+
+
+def link_url(key: LinkKey) -> str:
+    """The URL a :data:`LinkKey` names (for messages; not redacted)."""
+    _, scheme, host, path, query, _ = key
+    return Target(scheme, host.decode("latin-1"), path, query).url()
+
+
 class Target(NamedTuple):
     """Where a request went, as raw scope parts: cheap to build, compare and hash (no URL string)."""
 
@@ -47,31 +60,25 @@ class Target(NamedTuple):
         return f"{scheme}://{self.host}{path}" + (f"?{self.query.decode('latin-1')}" if self.query else "")
 
 
-def scan(
-    headers: Iterable[Sequence[bytes]], keyed_names: frozenset[bytes]
-) -> tuple[bytes | None, bytes | None, list[Pair]]:
-    """One pass over the request headers: ``(Origin, Host, the headers of keyed_names)``; Cookie without its value.
+def scan(headers: Iterable[Sequence[bytes]], keyed_names: frozenset[bytes]) -> tuple[bytes | None, list[Pair]]:
+    """The request headers named in ``keyed_names`` (those that decide a verdict, and Host), and Host's value.
 
-    Runs for every cross-origin request, so it is one set test per header. ASGI servers lower-case request
-    header names (the spec requires it). Pairs may be lists (the spec allows any two-item iterable): the keyed
-    ones are kept as tuples, so they can be hashed.
+    Runs for every cross-origin request: one set test per header. ASGI servers lower-case request header names
+    (the spec requires it). A Cookie is kept without its value: only its presence decides anything, and its
+    value would make every user's decision a different one. A plain loop: in CPython 3.11 a comprehension
+    costs a function call of its own, more than it saves on a dozen headers.
     """
-    origin = host = None
-    keyed: list[Pair] = []
+    keyed: list[Any] = []
+    host = None
     for pair in headers:
-        name = pair[0]
-        if name in keyed_names:
+        if pair[0] in keyed_names:
+            name = pair[0]
             if name == _HOST:
                 host = pair[1]
-                continue
-            if name == ORIGIN:
-                origin = pair[1]
             elif name == _COOKIE:
-                keyed.append(_COOKIE_PRESENT)
-                continue
-            keyed.append(pair if type(pair) is tuple else (pair[0], pair[1]))
-    # A plain tuple: calling a NamedTuple class runs its Python __new__ in a frame of its own.
-    return origin, host, keyed
+                pair = _COOKIE_PRESENT
+            keyed.append(pair)
+    return host, keyed
 
 
 def same_origin(origin: bytes, host: bytes | None, scheme: str) -> bool:
@@ -95,7 +102,12 @@ def pairs(headers: Iterable[Sequence[bytes]]) -> tuple[Pair, ...]:
 
 
 def decoded(headers: Iterable[Sequence[bytes]]) -> TextHeaders:
-    return tuple([(pair[0].decode("latin-1"), pair[1].decode("latin-1")) for pair in headers])
+    """Header pairs as text (latin-1: one character per byte); a ``str`` name or value (asgi-cors sends some) as is."""
+    return tuple([(_text(pair[0]), _text(pair[1])) for pair in headers])
+
+
+def _text(value: bytes | str) -> str:
+    return value if isinstance(value, str) else value.decode("latin-1")
 
 
 class Leg:
@@ -116,14 +128,16 @@ class Leg:
     _request_text: TextHeaders | None = None
     _response_text: TextHeaders | None = None
     _url_text: str | None = None
+    _origin: str | None = None
 
     def __init__(
         self, scope: Scope, origin: bytes, host: bytes | None, keyed: list[Pair], receive: Receive, send: Send
-    ):
+    ) -> None:
         self.scope = scope
         self.method: str = scope.get("method", "GET")  # a WebSocket handshake is a GET
-        self.origin = origin.decode("latin-1")
-        self.host = host.decode("latin-1") if host else ""
+        # Raw bytes: most legs are decided without ever decoding them (see origin() and host()).
+        self.raw_origin = origin
+        self.raw_host = host
         self.keyed = keyed
         self.started = time.perf_counter()
         self.server_send = send
@@ -133,6 +147,16 @@ class Leg:
 
     # Plain methods, not properties: the request path calls them, and a property costs a call the interpreter
     # cannot inline.
+
+    def origin(self) -> str:
+        """The ``Origin`` header (the first one), decoded."""
+        if self._origin is None:
+            self._origin = self.raw_origin.decode("latin-1")
+        return self._origin
+
+    def host(self) -> str:
+        """The ``Host`` header, decoded ("" when the request has none)."""
+        return self.raw_host.decode("latin-1") if self.raw_host else ""
 
     def is_preflight(self) -> bool:
         """OPTIONS with Access-Control-Request-Method: what CORSMiddleware (and the browser) call a preflight."""
@@ -146,7 +170,9 @@ class Leg:
     def path(self) -> str:
         """The path as the app sees it (root_path included), decoded."""
         scope = self.scope
-        return str(scope.get("root_path", "")) + str(scope["path"])
+        root: str = scope.get("root_path", "")
+        path: str = scope["path"]
+        return root + path if root else path
 
     def client(self) -> str | None:
         """The client's address (without its port: a browser opens several connections)."""
@@ -154,25 +180,38 @@ class Leg:
         return str(client[0]) if client else None
 
     def target(self) -> Target:
-        host = self.host
+        host = self.host()
         scope = self.scope
         if not host:
             server = scope.get("server")
             host = f"{server[0]}:{server[1]}" if server else "localhost"
         path = scope.get("raw_path") or scope.get("root_path", "") + scope["path"]
         # tuple.__new__ directly: calling the NamedTuple class runs its Python __new__ in a frame of its own.
-        return _new_tuple(Target, (scope["scheme"], host, path, scope.get("query_string", b"")))
+        return _new_tuple(Target, (self.scheme(), host, path, scope.get("query_string", b"")))
+
+    def scheme(self) -> str:
+        """The URL scheme; optional in ASGI (``http``, ``ws`` for a WebSocket)."""
+        scheme: str = self.scope.get("scheme") or ("ws" if self.scope["type"] == "websocket" else "http")
+        return scheme
+
+    def link_key(self, method: str) -> LinkKey:
+        """The :data:`LinkKey` of this leg, for ``method``."""
+        scope = self.scope
+        path = scope.get("raw_path") or scope.get("root_path", "") + scope["path"]
+        return (self.raw_origin, self.scheme(), self.raw_host or b"", path, scope.get("query_string", b""), method)
 
     def url(self) -> str:
         """The request's URL, redacted; built once, and only for the legs that need it."""
         if self._url_text is None:
-            self._url_text = redact_url(self.target().url())
+            self._url_text = truncate(redact_url(self.target().url()), URL_LIMIT)
         return self._url_text
 
     def absolute_path(self) -> bool:
         """Whether the URL is ``scheme://Host`` plus a path: only then is the request's origin known from Host."""
         raw_path = self.scope.get("raw_path")
-        return bool(self.host) and (raw_path.startswith(b"/") if raw_path else str(self.scope["path"]).startswith("/"))
+        return bool(self.raw_host) and (
+            raw_path.startswith(b"/") if raw_path else str(self.scope["path"]).startswith("/")
+        )
 
     def request_pairs(self) -> tuple[Pair, ...]:
         return pairs(self.scope["headers"])

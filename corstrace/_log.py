@@ -20,7 +20,45 @@ from typing import Any
 
 import structlog
 
-logger = structlog.get_logger("corstrace")
+# The application's structlog configuration, whatever it is (debug_enabled() reads what it would drop).
+_configured = structlog.get_logger("corstrace")
+
+
+class _Logger:
+    """corstrace's logger: the application's structlog configuration; when the app configured none at all,
+    structlog's defaults with :class:`~corstrace._console.ConsoleView` before the renderer, so a plain app prints
+    readable lines. Never configures structlog itself."""
+
+    __slots__ = ("_readable",)
+
+    def __init__(self) -> None:
+        self._readable: Any = None
+
+    def _target(self) -> Any:
+        if structlog.is_configured():
+            return _configured
+        if self._readable is None:
+            from corstrace._console import ConsoleView
+
+            processors = list(structlog.get_config()["processors"])
+            processors.insert(max(len(processors) - 1, 0), ConsoleView())
+            self._readable = structlog.wrap_logger(None, processors=processors)
+        return self._readable
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._target().debug(event, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._target().info(event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._target().warning(event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._target().error(event, **fields)
+
+
+logger = _Logger()
 
 # structlog's filtering wrapper classes (``make_filtering_bound_logger(level)`` returns one cached class per
 # level) mapped to the lowest level they let through. Only these classes are *known* to drop an event
@@ -31,9 +69,12 @@ _FILTERING_CLASSES: dict[type[Any], int] = {
 }
 
 # A scanner sending random Origins, or a broken frontend in a loop, must not flood the logs: the first
-# blocked leg per (origin, method, path, reason) is logged, repeats within the window are counted, and
-# at most MAX_ORIGINS_PER_TARGET distinct origins are logged per (method, path, reason) per window.
+# LOG_FIRST blocked legs per (origin, method, path, reason) and window are logged (a developer clicking the same
+# broken button twice sees both), later repeats within the window are counted and reported on the next logged
+# one, and at most MAX_ORIGINS_PER_TARGET distinct origins are logged per (method, path, reason) per window.
 AGGREGATE_WINDOW = 60.0
+LOG_FIRST = 3
+_KEY_PART_LIMIT = 512
 MAX_KEYS = 2048
 MAX_ORIGINS_PER_TARGET = 5
 
@@ -41,6 +82,7 @@ MAX_ORIGINS_PER_TARGET = 5
 @dataclass(slots=True)
 class _Window:
     started: float
+    logged: int = 1
     suppressed: int = 0
     origins: int = 1
     # Distinct origins suppressed for this target (a scanner), counted separately.
@@ -57,8 +99,9 @@ class Admission:
     other_origins: int = 0
 
 
-# Admissions are immutable: the flood's common answer is shared rather than built per blocked leg.
+# Admissions are immutable: the flood's common answers are shared rather than built per blocked leg.
 _SUPPRESSED = Admission(False)
+_LOGGED = Admission(True)
 
 
 class Aggregator:
@@ -68,15 +111,22 @@ class Aggregator:
 
     def __init__(self, window: float = AGGREGATE_WINDOW) -> None:
         self.window = window
-        self._keys: OrderedDict[tuple[str, str, str, str], _Window] = OrderedDict()
+        self._keys: OrderedDict[tuple[bytes, str, str, str], _Window] = OrderedDict()
         self._targets: OrderedDict[tuple[str, str, str], _Window] = OrderedDict()
 
-    def admit(self, origin: str, method: str, path: str, reason: str, now: float) -> Admission:
+    def admit(self, origin: bytes, method: str, path: str, reason: str, now: float) -> Admission:
+        """Whether to log a blocked leg; ``origin`` as received (decoded only for the shutdown summary)."""
+        if len(origin) > _KEY_PART_LIMIT or len(path) > _KEY_PART_LIMIT:
+            # Memory is bounded in bytes: a flood of huge values is counted under their bounded prefixes.
+            origin, path = origin[:_KEY_PART_LIMIT], path[:_KEY_PART_LIMIT]
         key = (origin, method, path, reason)
         seen = self._keys.get(key)
         if seen is not None and now - seen.started < self.window:
-            seen.suppressed += 1
             self._keys.move_to_end(key)
+            if seen.logged < LOG_FIRST:
+                seen.logged += 1
+                return _LOGGED
+            seen.suppressed += 1
             return _SUPPRESSED
         target_key = (method, path, reason)
         target = self._targets.get(target_key)
@@ -102,7 +152,7 @@ class Aggregator:
     def pending(self) -> list[dict[str, Any]]:
         """Suppressed counts not yet reported (flushed as a summary at shutdown)."""
         summaries = [
-            {"origin": k[0], "method": k[1], "path": k[2], "reason": k[3], "suppressed": w.suppressed}
+            {"origin": k[0].decode("latin-1"), "method": k[1], "path": k[2], "reason": k[3], "suppressed": w.suppressed}
             for k, w in self._keys.items()
             if w.suppressed
         ]
@@ -127,7 +177,7 @@ def debug_enabled() -> bool:
     invalidate): ``structlog.configure()`` and ``structlog.testing.capture_logs()`` take effect at once.
     """
     # With cache_logger_on_first_use, the proxy replaced its ``bind`` by one returning the cached logger.
-    bind = logger.__dict__.get("bind")
+    bind = _configured.__dict__.get("bind")
     wrapper: Any = type(bind()) if bind is not None else structlog.get_config()["wrapper_class"]
     min_level = _FILTERING_CLASSES.get(wrapper)
     return min_level is None or min_level <= logging.DEBUG

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from corstrace import _term
 from corstrace._check import Exchange, Leg
+from corstrace._fetch import REDIRECT_STATUSES
 from corstrace._header_fix import HeaderFix, LegChange
 from corstrace._redact import Redactor, redact_url
 
@@ -122,6 +123,15 @@ def _exchange_urls(exchange: Exchange) -> list[str | None]:
 _TEXT_FIELDS = ("browser_message", "firefox_message", "explanation", "fix")
 
 
+def _scrub_texts(fields: dict[str, Any], pairs: list[tuple[str, str]]) -> None:
+    """Scrub every message-like field in place: the text ones and each line of ``firefox_console``."""
+    for key in _TEXT_FIELDS:
+        if key in fields:
+            fields[key] = _scrub(fields[key], pairs)
+    if fields.get("firefox_console"):
+        fields["firefox_console"] = [_scrub(line, pairs) for line in fields["firefox_console"]]
+
+
 def _initiator(leg: Leg, initiator: str | None) -> tuple[str | None, str | None]:
     """The leg's ``initiator`` and ``browser_message_xhr``: the page API ``check`` played, else the engine's view.
 
@@ -138,13 +148,10 @@ def leg_fields(leg: Leg, scrub: list[tuple[str, str]] | None = None, initiator: 
     fields = leg.verdict.as_dict()
     fields["initiator"], xhr = _initiator(leg, initiator)
     fields["browser_message_xhr"] = _scrub(xhr, pairs)
-    for key in _TEXT_FIELDS:
-        fields[key] = _scrub(fields[key], pairs)
+    _scrub_texts(fields, pairs)
     credentialed = fields.get("if_credentialed")
     if credentialed:
-        for key in _TEXT_FIELDS:
-            if key in credentialed:
-                credentialed[key] = _scrub(credentialed[key], pairs)
+        _scrub_texts(credentialed, pairs)
     for warning in fields.get("warnings", ()):
         warning["message"] = _scrub(warning["message"], pairs)
     fields.update(
@@ -222,7 +229,6 @@ def visible_lines(text: str) -> str:
     return "\n".join(visible(line) for line in text.split("\n"))
 
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SENT_NOTES = {
     "exchange": "",
     "replay": " (sent by check to verify the fix; the browser stops before it)",
@@ -251,7 +257,7 @@ def fix_lines(fix: HeaderFix, exchange: Exchange, *, colour: bool) -> list[str]:
             what += " and send:" if change.set_headers else ""
         else:
             what = "send:"
-        kind = "redirect" if change.kind == "actual" and change.status in _REDIRECTS else change.kind
+        kind = "redirect" if change.kind == "actual" and change.status in REDIRECT_STATUSES else change.kind
         lines.append(visible(f"  {index}. {kind:<9} {_target(change)}{_SENT_NOTES[change.sent]}: {what}"))
         lines += [visible(f"       {name}: {value}") for name, value in change.set_headers]
         lines += [visible(f"       and no {name} header") for name in change.remove_headers]

@@ -18,6 +18,7 @@ from typing import Any
 from corstrace import _config, _otel, _startup
 from corstrace._crash import Crashes
 from corstrace._decision import Decision, Decisions, decision_of
+from corstrace._escape import escape_all, escape_control
 from corstrace._event import Events, aborted_event, finish, websocket_event
 from corstrace._exchange import Link, Tracker
 from corstrace._facts import LegFacts, facts_of, judge, texts_of
@@ -26,8 +27,15 @@ from corstrace._guard import Guard, guarded
 from corstrace._inspector.hub import Hub, SharedRecord
 from corstrace._inspector.server import Inspector
 from corstrace._leg import Leg
+from corstrace._limits import URL_LIMIT, truncate
 from corstrace._log import Admission, Aggregator, debug_enabled, log_leg, logger
 from corstrace._redact import Redactor, redact_url
+
+# structlog offers no cheap way to learn its configuration changed (get_config() builds a dict, ~4k instructions, more
+# than the rest of an allowed leg's decision), so whether it keeps debug events is re-read at most this often. A
+# `structlog.configure()` takes effect for corstrace's `cors.allowed` events within that time; a stale "keeps debug"
+# only builds an event structlog then drops.
+DEBUG_RECHECK = 0.1
 
 
 class Recorder:
@@ -46,9 +54,12 @@ class Recorder:
         self._decisions = Decisions()
         self._tracker = Tracker()
         self._crashes = Crashes()
-        self._events = Events(redactor)
+        self._events = Events(redactor, self.guard)
         self._aggregator = Aggregator(aggregate_window)
         self._announced = False
+        # Whether structlog keeps debug events, re-read at most every DEBUG_RECHECK seconds (see there).
+        self._debug = True
+        self._debug_next = 0.0
         # OpenTelemetry hook (corstrace._otel): None unless opentelemetry-api is installed.
         self.spans = _otel.find(self.record, getattr(tracer, "app", None))
 
@@ -68,9 +79,9 @@ class Recorder:
         tracker = self._tracker
         pending = tracker.is_pending()
         link = None
-        if pending and not preflight:
-            url = leg.url() if tracker.redirects_pending() else None
-            link = tracker.actual(leg.origin, leg.target(), url, leg.method, now)
+        # A preflight continues an exchange only at a redirect's target.
+        if pending and (not preflight or tracker.redirects_pending()):
+            link = self._continues(leg, preflight, now)
         decisions = self._decisions
         key = decisions.key(leg)
         decision = decisions.get(key)
@@ -86,10 +97,13 @@ class Recorder:
             exchange_id = self._link(leg, decision, link, preflight, now)
         admission = None
         if decision.verdict == "blocked":
-            admission = self._aggregator.admit(leg.origin, leg.method, leg.path(), decision.reason or "", now)
+            admission = self._aggregator.admit(leg.raw_origin, leg.method, leg.path(), decision.reason or "", now)
             logged = admission.log
         else:
-            logged = debug_enabled()
+            if now >= self._debug_next:
+                self._debug = debug_enabled()
+                self._debug_next = now + DEBUG_RECHECK
+            logged = self._debug
         span = None  # OpenTelemetry hook: a traced leg is counted and its verdict set on its span
         if spans is not None and type(leg) is not Leg:
             exchange_id = exchange_id or tracker.new_id()
@@ -97,9 +111,18 @@ class Recorder:
         if logged or self.hub is not None or span is not None:
             if facts is None:
                 facts = self._facts(leg, link)
-            self._publish(facts, verdict, exchange_id or tracker.new_id(), leg.duration_ms(), logged, admission, span)
-        if pending or preflight:
+            self._publish(leg, facts, verdict, exchange_id or tracker.new_id(), link, logged, admission, span)
+        if (pending or preflight) and now >= tracker.next_sweep:
             self._expire(now)
+
+    def _continues(self, leg: Leg, preflight: bool, now: float) -> Link | None:
+        """The exchange a leg continues: a passed preflight's, or a redirect's (also for a preflight at its target)."""
+        tracker = self._tracker
+        url = leg.url() if tracker.redirects_pending() else None
+        if not preflight:
+            return tracker.actual(leg.link_key(leg.method), url, now)
+        hop = tracker.hop_to(url, now) if url is not None else None
+        return Link(hop.exchange_id, hop) if hop is not None else None
 
     def _facts(self, leg: Leg, link: Link | None) -> LegFacts:
         crash = None
@@ -112,28 +135,39 @@ class Recorder:
         tracker = self._tracker
         if preflight:
             allowed = decision.verdict == "allowed"
-            return tracker.preflight(leg.origin, leg.target(), decision.requested_method or "", allowed, now)
+            after = link.exchange_id if link is not None else 0
+            key = leg.link_key(decision.requested_method or "")
+            return tracker.preflight(key, allowed, now, after)
         exchange_id = link.exchange_id if link is not None else 0
         if leg.status in REDIRECT_STATUSES and decision.verdict == "allowed":
             location = _location(leg)
             if location is not None:
                 exchange_id = exchange_id or tracker.new_id()
                 hop = link.hop if link is not None else None
-                tracker.redirect(exchange_id, leg.origin, leg.url(), location, leg.method, now, hop)
+                tracker.redirect(exchange_id, leg.origin(), leg.url(), location, leg.method, now, hop)
         return exchange_id
 
     def _publish(
         self,
+        leg: Leg,
         facts: LegFacts,
         verdict: Any,
         exchange_id: int,
-        duration_ms: float,
+        link: Link | None,
         logged: bool,
         admission: Admission | None,
         span: Any = None,
     ) -> None:
+        """Build the leg's event and hand it to the sinks; keep what Chromium's preflight cache will reuse."""
+        tracker = self._tracker
+        if link is None and not facts.preflight:
+            cached = tracker.cached(facts.origin, facts.target, leg.started)
+            if cached is not None:
+                facts = facts._replace(cached_preflight=(tracker.id_text(cached.exchange_id), cached.seconds))
         body, common = self._events.body(facts, verdict)
-        event = finish(body, self._tracker.id_text(exchange_id), duration_ms)
+        if facts.preflight and body["verdict"] == "allowed" and body["preflight_cache_seconds"]:
+            tracker.cache(facts.origin, facts.target, exchange_id, body["preflight_cache_seconds"], leg.started)
+        event = finish(body, tracker.id_text(exchange_id), leg.duration_ms())
         if logged:
             log_leg(event, admission)
         if span is not None and self.spans is not None:  # OpenTelemetry hook: a blocked leg's span event
@@ -154,14 +188,16 @@ class Recorder:
     def _expire(self, now: float) -> None:
         tracker = self._tracker
         for stale in tracker.expired(now):
+            url = truncate(redact_url(stale.url()), URL_LIMIT)
             self._note(
                 tracker.id_text(stale.exchange_id),
                 "preflight_without_actual",
-                f"The preflight for {stale.method} {redact_url(stale.target.url())} from {stale.origin} passed, but "
-                "the actual request never arrived (the page may have been closed, or the request aborted).",
+                f"The preflight for {stale.method} {url} from {stale.origin} passed, but the actual request never "
+                "arrived (the page may have been closed, or the request aborted).",
             )
 
     def _note(self, exchange_id: str, code: str, message: str) -> None:
+        message = escape_control(message)
         logger.info("cors.exchange", exchange_id=exchange_id, code=code, message=message)
         if self.hub is not None:
             self.hub.publish({"type": "note", "ts": time.time(), "exchange_id": exchange_id, "code": code,
@@ -206,7 +242,7 @@ class Recorder:
     async def shutdown(self) -> None:
         with self.guard:
             for summary in self._aggregator.pending():
-                logger.warning("cors.blocked.summary", **summary)
+                logger.warning("cors.blocked.summary", **escape_all(summary))
             if self.hub is not None:
                 await self.hub.close()
 
@@ -221,7 +257,8 @@ class Recorder:
 
 
 def _location(leg: Leg) -> str | None:
+    """Where a redirect leads, as the next hop's own (redacted, bounded) URL will read: the key it is linked by."""
     for name, value in leg.response_text():
         if name.lower() == "location":
-            return resolve_location(leg.url(), value)
+            return truncate(redact_url(resolve_location(leg.url(), value)), URL_LIMIT)
     return None

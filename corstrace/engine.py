@@ -1,18 +1,31 @@
-"""The verdict engine: what Chromium does with one leg of a cross-origin exchange.
+"""The verdict engine: what Chromium and Firefox do with one leg of a cross-origin exchange.
 
 Pure functions, no I/O. Input is what the server saw (:class:`Request`) and what it answered
 (:class:`Response`, or ``None`` when an exception escaped before a response started). Output is
 one immutable :class:`Verdict` carrying the browser's decision, Chromium's ``Network.CorsError``
-name and console message, Firefox's wording, warnings, an explanation and a fix.
+name and console message (for the page API that made the request), every line Firefox prints,
+warnings, an explanation and a fix.
 
 Everything else in corstrace (structlog events, the inspector, the CLI) only presents it.
 
 Also exported for the CLI and the middleware: :func:`needs_preflight`,
-:func:`cors_unsafe_request_header_names`, :func:`serialize_origin` and
-:func:`is_cors_safelisted_request_header` (implemented in ``corstrace._fetch``).
+:func:`cors_unsafe_request_header_names`, :func:`serialize_origin`,
+:func:`is_cors_safelisted_request_header` and :func:`infer_initiator`.
 
-Where Chromium 156 (Debian 156.0.8078.108, checked by tests/test_engine_browser.py) and the Fetch
-standard part ways, the verdict follows Chromium and a :class:`Caveat` says so:
+What the server can tell about the page (checked in Chromium 156 and Firefox ESR 153 by
+tests/test_engine_browser*.py):
+
+* The initiator, from ``Sec-Fetch-Dest`` (``script``, ``image``, ``font``, ``style``, ``audio``, ``video``,
+  ``track``) and, for EventSource, ``Accept: text/event-stream`` with ``Cache-Control: no-cache``. fetch(),
+  XMLHttpRequest and navigator.sendBeacon() all say ``empty`` and cannot be told apart: the verdict then
+  carries fetch's console text in ``browser_message`` and XMLHttpRequest's in ``browser_message_xhr``
+  (a beacon's reads "Access to resource at"; pass ``initiator="resource"`` when you know).
+* The credentials mode: ``include`` when a ``Cookie`` or a ``Sec-Fetch-Storage-Access`` header came
+  (Chromium 156 sends the latter on every cross-site request with credentials, Firefox ESR 153 also on
+  their preflights); otherwise ``unknown`` and the verdict says what ``include`` would change.
+
+Where Chromium 156 and the Fetch standard part ways, the verdict follows Chromium and a
+:class:`Caveat` says so:
 
 * ``Access-Control-Allow-Headers: *`` covers ``Authorization`` (the CorsNonWildcardRequestHeadersSupport
   feature is off by default), code ``authorization_covered_by_wildcard``.
@@ -22,21 +35,25 @@ standard part ways, the verdict follows Chromium and a :class:`Caveat` says so:
   RedirectContainsCredentials quotes an empty location.
 * When a preflight misses several headers Chromium names one of them in its internal order; the verdict
   names the first in ``Access-Control-Request-Headers`` order and lists them all (``several_headers_disallowed``).
+
+Firefox decides like Chromium but for a redirected preflight (it checks the preflight's
+``Access-Control-Allow-Origin`` before refusing the redirect), and words things its own way.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from corstrace._fetch import (
     LWS,
-    REDIRECT_STATUSES,
     SAFELISTED_METHODS,
     cors_unsafe_request_header_names,
     escape_hint,
     is_cors_safelisted_request_header,
+    is_redirect,
     is_token,
     is_valid_url,
     location_has_credentials,
@@ -46,11 +63,31 @@ from corstrace._fetch import (
     serialize_origin,
     split_list,
 )
-from corstrace._messages import FIREFOX_AUTHORIZATION_WARNING, chromium_message, firefox_message
+from corstrace._messages import (
+    FIREFOX_AUTHORIZATION_WARNING,
+    chromium_message,
+    firefox_console,
+    firefox_message,
+)
 
 Credentials = Literal["include", "omit", "unknown"]
 VerdictName = Literal["allowed", "blocked"]
 Headers = tuple[tuple[str, str], ...]
+# The page API that made the request, as far as the server can tell. `fetch_or_xhr`: fetch() or XMLHttpRequest
+# (or sendBeacon), which no header tells apart; `resource`: EventSource (or sendBeacon, when the caller knows).
+Initiator = Literal[
+    "fetch",
+    "XMLHttpRequest",
+    "fetch_or_xhr",
+    "script",
+    "image",
+    "font",
+    "style",
+    "audio",
+    "video",
+    "track",
+    "resource",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +97,8 @@ class Request:
     ``headers`` are ``(name, value)`` pairs as received (ASGI bytes decoded as latin-1, duplicates
     kept, order kept). ``preflight=None`` means "decide like CORSMiddleware": OPTIONS with both
     ``Origin`` and ``Access-Control-Request-Method``. ``credentials=None`` means "infer": a
-    ``Cookie`` header on a cross-origin request proves ``include``, otherwise it is ``unknown``.
+    ``Cookie`` header on an actual request or a ``Sec-Fetch-Storage-Access`` header on any leg proves
+    ``include``, otherwise it is ``unknown``. ``initiator=None`` means "infer" (:func:`infer_initiator`).
     """
 
     method: str
@@ -68,15 +106,23 @@ class Request:
     headers: Headers = ()
     preflight: bool | None = None
     credentials: Credentials | None = None
-    # Chromium names the API in its message: "Access to fetch at ..." or "Access to XMLHttpRequest at ...".
-    initiator: Literal["fetch", "XMLHttpRequest"] = "fetch"
-    # Set when this leg is a hop after a redirect; Chromium then says "(redirected from '...')".
+    # Chromium names the API in its message: "Access to fetch at ...", "Access to script at ...".
+    initiator: Initiator | None = None
+    # On every leg after a redirect (a preflight at a 307/308 target too): the URL the page originally asked
+    # for, the first of the chain. Chromium then says "(redirected from '...')".
     redirected_from: str | None = None
+    # The page's origin (the Origin of the chain's first leg). After a redirect across origins the browser
+    # sends `Origin: null`, yet Chromium's message names the page's origin; used only when Origin is `null`.
+    page_origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """What the server answered: the status and headers of ``http.response.start``."""
+    """What the server answered: the status and headers of ``http.response.start``.
+
+    Header names are kept as spelled on the wire: Firefox reports two ``Access-Control-Allow-Origin`` lines
+    as "Multiple CORS header" only when both are spelled exactly so (uvicorn sends every name lower-case).
+    """
 
     status: int
     headers: Headers = ()
@@ -99,6 +145,8 @@ class Outcome:
     browser_message: str | None
     firefox_message: str | None
     fix: str | None = None
+    browser_message_xhr: str | None = None
+    firefox_console: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +156,8 @@ class Verdict:
     verdict: VerdictName
     # Chrome DevTools `Network.CorsError` name (e.g. "PreflightMissingAllowOriginHeader"); None when allowed.
     reason: str | None
-    browser_message: str | None  # Chromium's console text, exactly; None when allowed
-    firefox_message: str | None  # Firefox's console text; None when allowed
+    browser_message: str | None  # Chromium's console text, exactly (fetch's when initiator is fetch_or_xhr)
+    firefox_message: str | None  # Firefox's first console line for the failure; None when allowed
     credentials: Credentials
     # When credentials are unknown and `include` would change the outcome: what the browser does then.
     if_credentialed: Outcome | None
@@ -128,10 +176,16 @@ class Verdict:
     failed_parameter: str | None = None
     # Lower-cased names of the request/response headers that decided the verdict (the inspector highlights them).
     decisive_headers: tuple[str, ...] = ()
-    # Seconds Chromium caches this preflight's result (None for actual requests).
+    # Seconds Chromium caches this preflight's result (None for actual requests, 0 for not cached).
     preflight_cache_seconds: int | None = None
     # Structured details behind some warnings; "unexposed_headers": response header names the page cannot read.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The page API that made the request, as far as the server can tell (see Initiator).
+    initiator: Initiator = "fetch_or_xhr"
+    # Chromium's console text had the page used XMLHttpRequest: set when initiator is fetch_or_xhr and blocked.
+    browser_message_xhr: str | None = None
+    # Every CORS console line Firefox prints for this leg, in order (a warning even when allowed).
+    firefox_console: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """The verdict as plain JSON-ready data (the keys the structlog events use)."""
@@ -140,7 +194,10 @@ class Verdict:
             "verdict": self.verdict,
             "reason": self.reason,
             "browser_message": self.browser_message,
+            "browser_message_xhr": self.browser_message_xhr,
             "firefox_message": self.firefox_message,
+            "firefox_console": list(self.firefox_console),
+            "initiator": self.initiator,
             "credentials": self.credentials,
             "if_credentialed": None
             if credentialed is None
@@ -148,7 +205,9 @@ class Verdict:
                 "verdict": credentialed.verdict,
                 "reason": credentialed.reason,
                 "browser_message": credentialed.browser_message,
+                "browser_message_xhr": credentialed.browser_message_xhr,
                 "firefox_message": credentialed.firefox_message,
+                "firefox_console": list(credentialed.firefox_console),
                 "fix": credentialed.fix,
             },
             "warnings": [{"code": caveat.code, "message": caveat.message} for caveat in self.warnings],
@@ -169,9 +228,11 @@ class Verdict:
 __all__ = [
     "DECISIVE_REQUEST_HEADERS",
     "DECISIVE_RESPONSE_HEADERS",
+    "WORDING_REQUEST_HEADERS",
     "Caveat",
     "Credentials",
     "Headers",
+    "Initiator",
     "Outcome",
     "Request",
     "Response",
@@ -179,6 +240,7 @@ __all__ = [
     "VerdictName",
     "cors_unsafe_request_header_names",
     "evaluate",
+    "infer_initiator",
     "is_cors_safelisted_request_header",
     "needs_preflight",
     "serialize_origin",
@@ -219,16 +281,38 @@ _UNINTERESTING_RESPONSE_HEADERS = frozenset(
     }
 )
 _BROWSER_CAPS = (("WebKit", 600), ("Chromium", 7200), ("Firefox", 86400))
+# Sec-Fetch-Dest values that name the initiator outright (the rest, `empty` included, do not).
+_DEST_INITIATORS: dict[str, Initiator] = {
+    "script": "script",
+    "image": "image",
+    "font": "font",
+    "style": "style",
+    "audio": "audio",
+    "video": "video",
+    "track": "track",
+}
 
 _ACAO_AND_ORIGIN = ("access-control-allow-origin", "origin")
-# The request and response headers that decide a leg's verdict, reason and requested method: the judges below
-# see only these (`_Exchange.decisive`, `_request_headers`), so a rule that reads another header finds nothing
-# until its name is listed here. Callers that remember decisions key them on exactly these headers (with the
-# method, the status and the request URL's origin), so a new rule can never be served a stale decision.
-# Names are lower-case; the wording of explanations and warnings may read any header.
+# The request and response headers that decide a leg's verdict, reason, requested method and console wording:
+# the judges below see only these (`_Exchange.decisive`, `_request_headers`), so a rule that reads another
+# header finds nothing until its name is listed here. Callers that remember decisions key them on exactly these
+# headers (with the method, the status and the request URL's origin), so a new rule can never be served a stale
+# decision. Names are lower-case; the wording of explanations and warnings may read any response header.
 DECISIVE_REQUEST_HEADERS = frozenset(
-    {"origin", "cookie", "sec-fetch-mode", "access-control-request-method", "access-control-request-headers"}
+    {
+        "origin",
+        "cookie",
+        "sec-fetch-mode",
+        "access-control-request-method",
+        "access-control-request-headers",
+        # Credentials mode include (cross-site, Chromium 156 / Firefox ESR 153).
+        "sec-fetch-storage-access",
+    }
 )
+# The request headers that name the initiator in Chromium's message (`Access to script at ...`): they change the
+# wording, never the verdict, reason or requested method, so decisions need not be keyed on them.
+WORDING_REQUEST_HEADERS = frozenset({"sec-fetch-dest", "accept", "cache-control"})
+_READ_REQUEST_HEADERS = DECISIVE_REQUEST_HEADERS | WORDING_REQUEST_HEADERS
 DECISIVE_RESPONSE_HEADERS = frozenset(
     {
         "access-control-allow-origin",
@@ -240,21 +324,47 @@ DECISIVE_RESPONSE_HEADERS = frozenset(
 )
 
 
-def _fold(headers: Headers) -> tuple[dict[str, str], int]:
+class _AcaoLines(NamedTuple):
+    any: int  # Access-Control-Allow-Origin lines, whatever their spelling
+    exact: int  # lines named exactly `Access-Control-Allow-Origin` (Firefox counts only those)
+
+
+def _fold(headers: Headers) -> tuple[dict[str, str], _AcaoLines]:
     """Headers as Chromium's GetNormalizedHeader sees them: lower-case names, LWS-trimmed values joined with ", ".
 
-    Also returns how many Access-Control-Allow-Origin lines there were (Firefox words that case differently).
+    Also counts the Access-Control-Allow-Origin lines (Firefox words several lines differently).
     """
     folded: dict[str, str] = {}
-    acao_lines = 0
+    lines = exact = 0
     for name, value in headers:
         key = name.lower()
         if key == "access-control-allow-origin":
-            acao_lines += 1
+            lines += 1
+            exact += name == "Access-Control-Allow-Origin"
         value = value.strip(LWS)
         previous = folded.get(key)
         folded[key] = value if previous is None else f"{previous}, {value}"
-    return folded, acao_lines
+    return folded, _AcaoLines(lines, exact)
+
+
+def infer_initiator(headers: Headers) -> Initiator:
+    """The page API that made a request with these headers, as far as a server can tell."""
+    return _initiator(_request_headers(headers))
+
+
+def _initiator(folded: dict[str, str]) -> Initiator:
+    dest = folded.get("sec-fetch-dest", "").lower()
+    known = _DEST_INITIATORS.get(dest)
+    if known is not None:
+        return known
+    # EventSource sends Accept: text/event-stream and Cache-Control: no-cache (both browsers); a fetch() that
+    # sets only the Accept (fetch-event-source and other SSE libraries) is still a fetch.
+    if (
+        folded.get("accept", "").lower() == "text/event-stream"
+        and "no-cache" in folded.get("cache-control", "").lower()
+    ):
+        return "resource"
+    return "fetch_or_xhr"
 
 
 class _Exchange(NamedTuple):
@@ -268,8 +378,19 @@ class _Exchange(NamedTuple):
     status: int
     response: dict[str, str]  # every response header, folded: for explanations and warnings
     decisive: dict[str, str]  # only DECISIVE_RESPONSE_HEADERS: what the judges may read
-    acao_lines: int
+    acao_lines: _AcaoLines
     exception: bool  # no response started: the judged 500 is the server-error layer's
+    initiator: Initiator
+    named_origin: str  # the origin Chromium's message names: the page's, also after a tainting redirect
+
+    @property
+    def tainted(self) -> bool:
+        """`Origin: null` because an earlier hop redirected across origins (not an opaque page)."""
+        return self.origin == "null" and self.named_origin != "null"
+
+    @property
+    def redirect(self) -> bool:
+        return is_redirect(self.status, self.decisive.get("location"))
 
 
 class _Finding(NamedTuple):
@@ -311,7 +432,7 @@ def _first_invalid_token(value: str | None) -> str | None:
 
 def _judge_preflight(exchange: _Exchange, include: bool) -> _Finding:
     response = exchange.decisive
-    if exchange.status in REDIRECT_STATUSES and response.get("location"):
+    if exchange.redirect:
         return _Finding("PreflightDisallowedRedirect")
     access = _check_access(exchange, include)
     if access.reason is not None:
@@ -346,10 +467,23 @@ def _judge_actual(exchange: _Exchange, include: bool) -> _Finding:
     if access.reason is not None:
         return access
     location = exchange.decisive.get("location")
-    if exchange.status in REDIRECT_STATUSES and location and location_has_credentials(location):
+    if exchange.redirect and location and location_has_credentials(location):
         # Chromium 156 leaves the hint empty: the message reads "Redirect location ''".
         return _Finding("RedirectContainsCredentials", "")
     return _Finding(None)
+
+
+def _firefox_finding(exchange: _Exchange, include: bool, finding: _Finding) -> _Finding:
+    """Firefox's first failure, where its order differs from Chromium's.
+
+    Its CORS listener checks a redirected preflight's Access-Control-Allow-Origin (and credentials) before it
+    refuses the redirect; everywhere else it fails the same check Chromium does.
+    """
+    if finding.reason == "PreflightDisallowedRedirect":
+        access = _check_access(exchange, include)
+        if access.reason is not None:
+            return _Finding("Preflight" + access.reason, access.hint)
+    return finding
 
 
 def _url_origin(url: str) -> str:
@@ -377,7 +511,9 @@ def _path(url: str) -> str:
     return url[start:end] or "/"
 
 
-def _not_cors(request: Request, origin: str | None, explanation: str, credentials: Credentials) -> Verdict:
+def _not_cors(
+    request: Request, origin: str | None, explanation: str, credentials: Credentials, initiator: Initiator
+) -> Verdict:
     return Verdict(
         verdict="allowed",
         reason=None,
@@ -393,11 +529,12 @@ def _not_cors(request: Request, origin: str | None, explanation: str, credential
         url=request.url,
         method=request.method,
         decisive_headers=("origin",) if origin is not None else (),
+        initiator=initiator,
     )
 
 
 def evaluate(request: Request, response: Response | None) -> Verdict:
-    """Predict what Chromium does with ``request`` answered by ``response``.
+    """Predict what Chromium (and Firefox) do with ``request`` answered by ``response``.
 
     ``response=None`` means no response started because an exception escaped: the outer
     server-error layer then sends a 500 without CORS headers, and that is what is judged.
@@ -411,6 +548,7 @@ def evaluate(request: Request, response: Response | None) -> Verdict:
             None,
             f"corstrace could not judge this exchange ({type(exc).__name__}); no verdict was formed.",
             "unknown",
+            "fetch_or_xhr",
         )
 
 
@@ -419,11 +557,38 @@ def _request_headers(headers: Headers) -> dict[str, str]:
     folded: dict[str, str] = {}
     for name, value in headers:
         key = name.lower()
-        if key in DECISIVE_REQUEST_HEADERS:
+        if key in _READ_REQUEST_HEADERS:
             value = value.strip(LWS)
             previous = folded.get(key)
             folded[key] = value if previous is None else f"{previous}, {value}"
     return folded
+
+
+def _credentials(request: Request, folded: dict[str, str], preflight: bool) -> Credentials:
+    if request.credentials is not None:
+        return request.credentials
+    # Chromium 156 sends Sec-Fetch-Storage-Access only on a cross-site request whose credentials mode is include
+    # (never on its preflight; Firefox ESR 153 on both); a preflight never carries cookies.
+    if "sec-fetch-storage-access" in folded or (not preflight and "cookie" in folded):
+        return "include"
+    return "unknown"
+
+
+def _not_cors_reason(request: Request, folded: dict[str, str], origin: str | None, preflight: bool) -> str | None:
+    """Why the browser applies no CORS check to this leg, or None when it does."""
+    if origin is None:
+        return "The request has no `Origin` header, so no browser page made it cross-origin and CORS does not apply."
+    if origin == _url_origin(request.url):
+        return (
+            f"`Origin: {_show(origin)}` is the request URL's own origin: a same-origin request, so CORS does not apply."
+        )
+    mode = folded.get("sec-fetch-mode")
+    if mode is not None and mode != "cors" and not preflight:
+        return (
+            f"`Sec-Fetch-Mode: {_show(mode)}` says the browser made this request without CORS (a navigation, a form "
+            "submission or a no-cors subresource), so it applies no CORS check to the response."
+        )
+    return None
 
 
 def _evaluate(request: Request, response: Response | None) -> Verdict:
@@ -432,38 +597,31 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
     preflight = request.preflight
     if preflight is None:
         preflight = request.method == "OPTIONS" and origin is not None and "access-control-request-method" in folded
-    credentials: Credentials
-    if request.credentials is not None:
-        credentials = request.credentials
-    elif not preflight and "cookie" in folded:
-        credentials = "include"
-    else:
-        credentials = "unknown"
-    if origin is None:
-        return _not_cors(
-            request,
-            None,
-            "The request has no `Origin` header, so no browser page made it cross-origin and CORS does not apply.",
-            credentials,
-        )
-    if origin == _url_origin(request.url):
-        return _not_cors(
-            request,
-            origin,
-            f"`Origin: {_show(origin)}` is the request URL's own origin: a same-origin request, so CORS does not "
-            "apply.",
-            credentials,
-        )
-    mode = folded.get("sec-fetch-mode")
-    if mode is not None and mode != "cors" and not preflight:
-        return _not_cors(
-            request,
-            origin,
-            f"`Sec-Fetch-Mode: {_show(mode)}` says the browser made this request without CORS (a navigation, a form "
-            "submission or a no-cors subresource), so it applies no CORS check to the response.",
-            credentials,
-        )
-    exception = response is None
+    credentials = _credentials(request, folded, preflight)
+    initiator = request.initiator or _initiator(folded)
+    skipped = _not_cors_reason(request, folded, origin, preflight)
+    if skipped is not None or origin is None:
+        return _not_cors(request, origin, skipped or "", credentials, initiator)
+    exchange = _exchange(request, response, folded, origin, preflight, initiator)
+    judge = _judge_preflight if preflight else _judge_actual
+    include = credentials == "include"
+    finding = judge(exchange, include)
+    if_credentialed = None
+    if credentials == "unknown":
+        credentialed = judge(exchange, True)
+        if credentialed.reason != finding.reason:
+            if_credentialed = _outcome(exchange, credentialed)
+    return _verdict(exchange, finding, credentials, if_credentialed)
+
+
+def _exchange(
+    request: Request,
+    response: Response | None,
+    folded: dict[str, str],
+    origin: str,
+    preflight: bool,
+    initiator: Initiator,
+) -> _Exchange:
     answered = _SERVER_ERROR_RESPONSE if response is None else response
     response_headers, acao_lines = _fold(answered.headers)
     if preflight:
@@ -475,60 +633,91 @@ def _evaluate(request: Request, response: Response | None) -> Verdict:
         method, requested_headers = request.method, ()
     status = answered.status if isinstance(answered.status, int) else 0
     judged = {name: value for name, value in response_headers.items() if name in DECISIVE_RESPONSE_HEADERS}
-    exchange = _Exchange(
+    page = request.page_origin
+    named = page if origin == "null" and isinstance(page, str) and page else origin
+    return _Exchange(
         request, preflight, origin, method, requested_headers, status, response_headers, judged,
-        acao_lines, exception,
+        acao_lines, response is None, initiator, named,
     )  # fmt: skip
-    judge = _judge_preflight if preflight else _judge_actual
-    finding = judge(exchange, credentials == "include")
-    if_credentialed = None
-    if credentials == "unknown":
-        credentialed = judge(exchange, True)
-        if credentialed.reason != finding.reason:
-            if_credentialed = Outcome(
-                verdict="blocked" if credentialed.reason else "allowed",
-                reason=credentialed.reason,
-                browser_message=_chromium(exchange, credentialed),
-                firefox_message=_firefox(exchange, credentialed),
-                fix=_describe(exchange, credentialed, True)[1],
-            )
-    explanation, fix, decisive = _describe(exchange, finding, credentials == "include")
-    if preflight and finding.reason:
-        # The server log shows an OPTIONS and nothing after it; say why the actual request never comes.
-        explanation += f" The browser stops here: it never sends the actual `{_show(method)}` request."
+
+
+class _Messages(NamedTuple):
+    chromium: str | None
+    chromium_xhr: str | None
+    firefox: tuple[str, ...]
+
+
+def _messages(exchange: _Exchange, finding: _Finding, include: bool) -> _Messages:
+    """Chromium's line (and XMLHttpRequest's, when the server cannot tell), and Firefox's lines."""
+    firefox = _firefox_lines(exchange, _firefox_finding(exchange, include, finding))
+    if finding.reason is None:
+        return _Messages(None, None, firefox)
+    chromium = _chromium(exchange, finding, exchange.initiator)
+    xhr = _chromium(exchange, finding, "XMLHttpRequest") if exchange.initiator == "fetch_or_xhr" else None
+    return _Messages(chromium, xhr, firefox)
+
+
+def _outcome(exchange: _Exchange, finding: _Finding) -> Outcome:
+    messages = _messages(exchange, finding, True)
+    return Outcome(
+        verdict="blocked" if finding.reason else "allowed",
+        reason=finding.reason,
+        browser_message=messages.chromium,
+        firefox_message=messages.firefox[0] if finding.reason and messages.firefox else None,
+        fix=_describe(exchange, finding, True).fix,
+        browser_message_xhr=messages.chromium_xhr,
+        firefox_console=messages.firefox,
+    )
+
+
+def _verdict(exchange: _Exchange, finding: _Finding, credentials: Credentials, alternative: Outcome | None) -> Verdict:
+    include = credentials == "include"
+    description = _describe(exchange, finding, include)
+    messages = _messages(exchange, finding, include)
     caveats, hidden = _caveats(exchange, finding, credentials)
-    if if_credentialed is not None:
-        # Never a silent guess: say which mode the verdict assumes and what the other one does.
-        explanation += (
-            " The server cannot tell whether the page sends credentials; this verdict is for a request without "
-            "them. With `credentials: 'include'` (or `withCredentials`) "
-            + (
-                f"the browser blocks it ({if_credentialed.reason}): see `if_credentialed`."
-                if if_credentialed.reason
-                else "it passes."
-            )
-        )
+    request = exchange.request
     return Verdict(
         verdict="blocked" if finding.reason else "allowed",
         reason=finding.reason,
-        browser_message=_chromium(exchange, finding),
-        firefox_message=_firefox(exchange, finding),
+        browser_message=messages.chromium,
+        firefox_message=messages.firefox[0] if finding.reason and messages.firefox else None,
         credentials=credentials,
-        if_credentialed=if_credentialed,
+        if_credentialed=alternative,
         warnings=tuple(caveats),
-        explanation=explanation,
-        fix=fix,
-        preflight=preflight,
-        origin=origin,
+        explanation=_explanation(exchange, finding, description, alternative),
+        fix=description.fix,
+        preflight=exchange.preflight,
+        origin=exchange.origin,
         url=request.url,
         method=request.method,
-        requested_method=method if preflight else None,
-        requested_headers=requested_headers,
+        requested_method=exchange.method if exchange.preflight else None,
+        requested_headers=exchange.requested_headers,
         failed_parameter=finding.hint,
-        decisive_headers=decisive,
+        decisive_headers=description.decisive,
         preflight_cache_seconds=_cache_seconds(exchange, finding),
         extra={"unexposed_headers": hidden} if hidden else {},
+        initiator=exchange.initiator,
+        browser_message_xhr=messages.chromium_xhr,
+        firefox_console=messages.firefox,
     )
+
+
+def _explanation(exchange: _Exchange, finding: _Finding, description: _Description, alternative: Outcome | None) -> str:
+    """The cause first, then the browser's mechanics, then what credentials would change."""
+    parts = [description.cause]
+    if description.mechanics:
+        parts.append(description.mechanics)
+    if exchange.preflight and finding.reason:
+        # The server log shows an OPTIONS and nothing after it; say why the actual request never comes.
+        parts.append(f"The browser stops here: it never sends the actual `{_show(exchange.method)}` request.")
+    if alternative is not None:
+        # Never a silent guess: say which mode the verdict assumes and what the other one does.
+        then = f"the browser blocks it ({alternative.reason})" if alternative.reason else "it passes"
+        parts.append(
+            "The server cannot tell whether the page sends credentials, so this verdict assumes it does not; with "
+            f"`credentials: 'include'` (or `withCredentials`) {then}."
+        )
+    return " ".join(parts)
 
 
 def _cache_seconds(exchange: _Exchange, finding: _Finding) -> int | None:
@@ -539,29 +728,32 @@ def _cache_seconds(exchange: _Exchange, finding: _Finding) -> int | None:
     return parse_max_age(exchange.response.get("access-control-max-age"))
 
 
-def _chromium(exchange: _Exchange, finding: _Finding) -> str | None:
-    if finding.reason is None:
-        return None
+def _chromium(exchange: _Exchange, finding: _Finding, initiator: Initiator) -> str:
     request = exchange.request
     return chromium_message(
-        finding.reason,
+        finding.reason or "InvalidResponse",
         url=request.url,
-        origin=exchange.origin,
+        origin=exchange.named_origin,
         hint=finding.hint,
-        initiator=request.initiator,
+        initiator=initiator,
         redirected_from=request.redirected_from,
     )
 
 
-def _firefox(exchange: _Exchange, finding: _Finding) -> str | None:
+def _firefox_lines(exchange: _Exchange, finding: _Finding) -> tuple[str, ...]:
+    url = exchange.request.url
     if finding.reason is None:
-        return None
-    return firefox_message(
-        finding.reason,
-        url=exchange.request.url,
-        hint=finding.hint,
+        return (FIREFOX_AUTHORIZATION_WARNING.format(url=url),) if finding.lenient else ()
+    first = firefox_message(
+        finding.reason, url=url, hint=finding.hint, status=exchange.status, exact_acao_lines=exchange.acao_lines.exact
+    )
+    return firefox_console(
+        first,
+        url=url,
         status=exchange.status,
-        acao_lines=exchange.acao_lines,
+        preflight=exchange.preflight,
+        redirect=exchange.redirect,
+        access_failed=finding.reason != "PreflightDisallowedRedirect",
     )
 
 
@@ -581,8 +773,14 @@ def _show(value: str | None) -> str:
     return escape_hint(value)
 
 
-def _origin_difference(acao: str, origin: str) -> str:
+def _origin_difference(acao: str, exchange: _Exchange) -> str:
     """Why a single ACAO value is not the request's origin, as precisely as the two strings allow."""
+    origin = exchange.origin
+    if exchange.tainted:
+        return (
+            "does not match: after the redirect to another origin the browser sends `Origin: null`, which only "
+            f"`*` or `null` matches, not the page's origin `{_show(exchange.named_origin)}`."
+        )
     if acao.rstrip("/") == origin:
         return f"has a trailing slash; the browser compares it byte for byte with `Origin: {_show(origin)}`."
     if acao.lower() == origin.lower():
@@ -600,154 +798,260 @@ def _origin_difference(acao: str, origin: str) -> str:
     )
 
 
-def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> tuple[str, str | None, tuple[str, ...]]:
-    """Plain-English explanation, the fix, and the headers that decided."""
+class _Description(NamedTuple):
+    cause: str  # one sentence: what the server did
+    mechanics: str  # what the browser does about it ("" when the cause says it all)
+    fix: str | None
+    decisive: tuple[str, ...]  # the headers that decided
+
+
+class _Context(NamedTuple):
+    """What every describer needs; values shown to a human are escaped and cut (they are attacker-controlled)."""
+
+    exchange: _Exchange
+    finding: _Finding
+    include: bool
+    origin: str  # the request's origin, shown
+    leg: str  # "preflight response" or "response"
+    on_target: str  # " on the response to `GET /path`."
+
+    @property
+    def response(self) -> dict[str, str]:
+        return self.exchange.response
+
+    @property
+    def credentials_too(self) -> str:
+        return " and `Access-Control-Allow-Credentials: true`" if self.include else ""
+
+    def send_acao(self) -> str:
+        """The fix for a missing or wrong Access-Control-Allow-Origin."""
+        if self.exchange.tainted:
+            # Origin: null after a cross-origin redirect: naming the page's origin can never match.
+            direct = f"Have the page call `{_show(self.exchange.request.url)}` directly instead of through the redirect"
+            if self.include:
+                # `null` would match, but so would every sandboxed iframe and data: page: never advise it.
+                return direct + ": no origin your server names can match the `Origin: null` it sends after the hop."
+            return f"{direct}, or send `Access-Control-Allow-Origin: *`{self.on_target}"
+        return f"Send `Access-Control-Allow-Origin: {self.origin}`{self.credentials_too}{self.on_target}"
+
+
+def _describe(exchange: _Exchange, finding: _Finding, include: bool) -> _Description:
+    """Plain-English cause and mechanics, the fix, and the headers that decided."""
     reason = finding.reason
     if reason is None:
-        return _describe_allowed(exchange, finding), None, _ACAO_AND_ORIGIN
-    # Values shown to a human are escaped and cut short: they are attacker-controlled and may be 100 KB.
-    origin = _show(exchange.origin)
-    response = exchange.response
-    raw_acao = response.get("access-control-allow-origin")
-    acao = _show(raw_acao)
-    target = _target(exchange)
-    base = reason.removeprefix("Preflight") if reason and reason.startswith("Preflight") else reason
-    leg = "preflight response" if exchange.preflight else "response"
-    send_acao = f"Send `Access-Control-Allow-Origin: {origin}`"
-    credentials_too = " and `Access-Control-Allow-Credentials: true`" if include else ""
-    on_target = f" on the response to {target}."
-    if exchange.exception and base == "MissingAllowOriginHeader":
-        return (
+        return _Description(_describe_allowed(exchange), "", None, _ACAO_AND_ORIGIN)
+    context = _Context(
+        exchange,
+        finding,
+        include,
+        _show(exchange.origin),
+        "preflight response" if exchange.preflight else "response",
+        f" on the response to {_target(exchange)}.",
+    )
+    describer = _DESCRIBERS.get(reason) or _DESCRIBERS.get(reason.removeprefix("Preflight"))
+    if describer is None:  # pragma: no cover - every reason a judge returns has a describer
+        return _Description("The browser rejected the response.", "", None, ())
+    return describer(context)
+
+
+def _missing_acao(c: _Context) -> _Description:
+    exchange = c.exchange
+    if exchange.exception:
+        return _Description(
             "An exception escaped before any response started, so the outer server-error layer answered a 500 "
-            "without CORS headers. The page never sees that 500: the browser reports a missing "
-            "`Access-Control-Allow-Origin` instead.",
-            f"Fix the exception, or make the error response carry `Access-Control-Allow-Origin: {origin}`"
-            f"{credentials_too} (CORS headers must also be added to the 500 for {target}).",
-            ("access-control-allow-origin", "origin"),
+            "without CORS headers.",
+            "The page never sees that 500: the browser reports a missing `Access-Control-Allow-Origin` instead.",
+            f"Fix the exception, or make the error response carry `Access-Control-Allow-Origin: {c.origin}`"
+            f"{c.credentials_too} (CORS headers must also be added to the 500 for {_target(exchange)}).",
+            _ACAO_AND_ORIGIN,
         )
-    if base == "MissingAllowOriginHeader":
-        status_note = f" (status {exchange.status})" if exchange.status != 200 else ""
-        return (
-            f"The {leg}{status_note} has no `Access-Control-Allow-Origin` header, so the browser does not let the "
-            f"page at `{origin}` read it.",
-            send_acao + credentials_too + on_target,
-            ("access-control-allow-origin", "origin"),
+    status_note = f" (status {exchange.status})" if exchange.status != 200 else ""
+    mechanics = (
+        "Without it the browser treats the preflight as failed."
+        if exchange.preflight
+        else f"Without it the browser does not let the page at `{_show(exchange.named_origin)}` read the response."
+    )
+    if exchange.tainted:
+        mechanics += (
+            " After the redirect to another origin the browser sent `Origin: null`, which only `*` or `null` match."
         )
-    if base == "WildcardOriginNotAllowed":
-        return (
-            f"The {leg} allows every origin with `Access-Control-Allow-Origin: *`, but the request carries "
-            "credentials (cookies or HTTP auth), and `*` never works with credentials.",
-            f"Replace `Access-Control-Allow-Origin: *` with `Access-Control-Allow-Origin: {origin}` plus "
-            f"`Access-Control-Allow-Credentials: true` and `Vary: Origin`" + on_target,
-            ("access-control-allow-origin", "origin"),
-        )
-    if base == "MultipleAllowOriginValues":
-        lines = "several `Access-Control-Allow-Origin` lines" if exchange.acao_lines > 1 else "a list"
-        return (
-            f"The {leg} sends {lines} (`{acao}`), but the header must hold exactly one origin.",
-            f"Send a single `Access-Control-Allow-Origin: {origin}` header" + on_target,
-            ("access-control-allow-origin", "origin"),
-        )
-    if base in ("InvalidAllowOriginValue", "AllowOriginMismatch"):
-        return (
-            f"`Access-Control-Allow-Origin: {acao}` {_origin_difference(raw_acao or '', exchange.origin)}",
-            send_acao + on_target,
-            ("access-control-allow-origin", "origin"),
-        )
-    if base == "InvalidAllowCredentials":
-        acac = response.get("access-control-allow-credentials")
-        found = "is missing" if acac is None else f"is `{_show(acac)}`"
-        return (
-            f"The request carries credentials and the {leg} names the origin, but "
-            f"`Access-Control-Allow-Credentials` {found}; it must be exactly `true` (lower-case).",
-            "Send `Access-Control-Allow-Credentials: true`" + on_target,
-            ("access-control-allow-credentials", "origin"),
-        )
-    if reason == "PreflightInvalidStatus":
-        hint = ""
-        if exchange.status == 400:
-            hint = " Starlette's CORSMiddleware answers 400 when it rejects the origin, method or headers."
-        elif exchange.status in (401, 403):
-            hint = " Preflights never carry credentials, so authentication must let `OPTIONS` through."
-        elif exchange.status in (404, 405):
-            hint = " No CORS layer answered the preflight, so the router's own answer to `OPTIONS` came back."
-        return (
-            f"The preflight answered {exchange.status}; a preflight must return a 2xx status, whatever its "
-            "headers say." + hint,
-            f"Answer `OPTIONS {_path(exchange.request.url)}` with status 200 or 204 (and its CORS headers).",
-            ("access-control-allow-origin",),
-        )
-    if reason == "PreflightDisallowedRedirect":
-        location = _show(response.get("location", ""))
-        return (
-            f"The preflight was answered with a {exchange.status} redirect to `{location}`; browsers never follow "
-            "redirects on a preflight.",
-            f"Answer `OPTIONS {_path(exchange.request.url)}` directly with 200 or 204, or make the page call the "
-            f"final URL (`{location}`), e.g. fix a missing or extra trailing slash.",
-            ("location",),
-        )
-    if reason == "InvalidAllowMethodsPreflightResponse":
-        return (
-            f"`Access-Control-Allow-Methods: {_show(response.get('access-control-allow-methods'))}` does not parse: "
-            f"`{_show(finding.hint)}` is not a method name (a token).",
-            f"Send `Access-Control-Allow-Methods: {_show(exchange.method)}` (a comma-separated list of method names)"
-            + on_target,
-            ("access-control-allow-methods",),
-        )
-    if reason == "InvalidAllowHeadersPreflightResponse":
-        wanted = _show(", ".join(exchange.requested_headers)) or "x-example"
-        return (
-            f"`Access-Control-Allow-Headers: {_show(response.get('access-control-allow-headers'))}` does not parse: "
-            f"`{_show(finding.hint)}` is not a header name (a token).",
-            f"Send `Access-Control-Allow-Headers: {wanted}` (a comma-separated list of header names)" + on_target,
-            ("access-control-allow-headers",),
-        )
-    if reason == "MethodDisallowedByPreflightResponse":
-        acam = response.get("access-control-allow-methods")
-        methods = split_list(acam) if acam else []
-        note = ""
-        if any(item.upper() == exchange.method.upper() for item in methods):
-            note = " Methods are compared case-sensitively: a page's `patch` needs `patch`, not `PATCH`."
-        elif include and "*" in methods:
-            note = " With credentials, `*` is a literal method name, not a wildcard."
-        listed = (
-            f"answered `Access-Control-Allow-Methods: {_show(acam)}`"
-            if acam is not None
-            else "has no `Access-Control-Allow-Methods` header"
-        )
-        return (
-            f"The page wants to send `{_show(exchange.method)}`, but the preflight response {listed}.{note}",
-            f"Send `Access-Control-Allow-Methods: {_show(', '.join([*methods, exchange.method]))}`" + on_target,
-            ("access-control-allow-methods", "access-control-request-method"),
-        )
-    if reason == "HeaderDisallowedByPreflightResponse":
-        acah = response.get("access-control-allow-headers")
-        allowed = split_list(acah) if acah else []
-        note = " With credentials, `*` is a literal header name, not a wildcard." if include and "*" in allowed else ""
-        missing = _show(", ".join(f"`{name}`" for name in finding.missing))
-        listed = (
-            f"answered `Access-Control-Allow-Headers: {_show(acah)}`"
-            if acah is not None
-            else "has no `Access-Control-Allow-Headers` header"
-        )
-        value = ", ".join(dict.fromkeys([*(item for item in allowed if item != "*"), *exchange.requested_headers]))
-        return (
-            f"The page sends the header(s) {missing}, but the preflight response {listed}.{note}",
-            f"Send `Access-Control-Allow-Headers: {_show(value)}`" + on_target,
-            ("access-control-allow-headers", "access-control-request-headers"),
-        )
-    if reason == "RedirectContainsCredentials":
-        location = _show(response.get("location", ""))
-        return (
-            f"The response redirects to `{location}`, which carries a username or password; browsers refuse to "
-            "follow such a redirect for a cross-origin request.",
-            "Remove the `user:password@` part from the `Location` header" + on_target,
-            ("location",),
-        )
-    return "The browser rejected the response.", None, ()  # pragma: no cover - every reason is handled above
+    return _Description(
+        f"The {c.leg}{status_note} has no `Access-Control-Allow-Origin` header.",
+        mechanics,
+        c.send_acao(),
+        _ACAO_AND_ORIGIN,
+    )
 
 
-def _describe_allowed(exchange: _Exchange, finding: _Finding) -> str:
+def _wildcard_with_credentials(c: _Context) -> _Description:
+    return _Description(
+        f"The {c.leg} allows every origin with `Access-Control-Allow-Origin: *`, but the request carries "
+        "credentials (cookies or HTTP auth).",
+        "`*` never works with credentials: the header must name the page's origin.",
+        f"Replace `Access-Control-Allow-Origin: *` with `Access-Control-Allow-Origin: {c.origin}` plus "
+        f"`Access-Control-Allow-Credentials: true` and `Vary: Origin`" + c.on_target,
+        _ACAO_AND_ORIGIN,
+    )
+
+
+def _multiple_origins(c: _Context) -> _Description:
+    lines = "several `Access-Control-Allow-Origin` lines" if c.exchange.acao_lines.any > 1 else "a list"
+    return _Description(
+        f"The {c.leg} sends {lines} (`{_show(_raw_acao(c))}`).",
+        "The header must hold exactly one origin (or `*`); the browser joins repeated lines with `, `.",
+        c.send_acao(),
+        _ACAO_AND_ORIGIN,
+    )
+
+
+def _wrong_origin(c: _Context) -> _Description:
+    acao = _raw_acao(c)
+    return _Description(
+        f"`Access-Control-Allow-Origin: {_show(acao)}` {_origin_difference(acao, c.exchange)}",
+        "",
+        c.send_acao(),
+        _ACAO_AND_ORIGIN,
+    )
+
+
+def _credentials_not_allowed(c: _Context) -> _Description:
+    acac = c.response.get("access-control-allow-credentials")
+    found = "is missing" if acac is None else f"is `{_show(acac)}`"
+    return _Description(
+        f"The {c.leg} names the origin, but `Access-Control-Allow-Credentials` {found}, and the request carries "
+        "credentials.",
+        "With credentials the browser requires that header to be exactly `true` (lower-case).",
+        "Send `Access-Control-Allow-Credentials: true`" + c.on_target,
+        ("access-control-allow-credentials", "origin"),
+    )
+
+
+def _preflight_status(c: _Context) -> _Description:
+    status = c.exchange.status
+    hint = ""
+    if status == 400:
+        hint = " Starlette's CORSMiddleware answers 400 when it rejects the origin, method or headers."
+    elif status in (401, 403):
+        hint = " Preflights never carry credentials, so authentication must let `OPTIONS` through."
+    elif status in (404, 405):
+        hint = " No CORS layer answered the preflight, so the router's own answer to `OPTIONS` came back."
+    return _Description(
+        f"The preflight answered {status}.{hint}",
+        "A preflight must return a 2xx status, whatever its headers say.",
+        f"Answer `OPTIONS {_path(c.exchange.request.url)}` with status 200 or 204 (and its CORS headers).",
+        ("access-control-allow-origin",),
+    )
+
+
+def _preflight_redirect(c: _Context) -> _Description:
+    location = _show(c.response.get("location", ""))
+    return _Description(
+        f"The preflight was answered with a {c.exchange.status} redirect to `{location}`.",
+        "Browsers never follow redirects on a preflight.",
+        f"Answer `OPTIONS {_path(c.exchange.request.url)}` directly with 200 or 204, or make the page call the "
+        f"final URL (`{location}`), e.g. fix a missing or extra trailing slash.",
+        ("location",),
+    )
+
+
+def _unparsable_methods(c: _Context) -> _Description:
+    return _Description(
+        f"`Access-Control-Allow-Methods: {_show(c.response.get('access-control-allow-methods'))}` does not parse: "
+        f"`{_show(c.finding.hint)}` is not a method name (a token).",
+        "The browser rejects a preflight whose list does not parse, whatever else it allows.",
+        f"Send `Access-Control-Allow-Methods: {_show(c.exchange.method)}` (a comma-separated list of method names)"
+        + c.on_target,
+        ("access-control-allow-methods",),
+    )
+
+
+def _unparsable_headers(c: _Context) -> _Description:
+    wanted = _show(", ".join(c.exchange.requested_headers)) or "x-example"
+    return _Description(
+        f"`Access-Control-Allow-Headers: {_show(c.response.get('access-control-allow-headers'))}` does not parse: "
+        f"`{_show(c.finding.hint)}` is not a header name (a token).",
+        "The browser rejects a preflight whose list does not parse, whatever else it allows.",
+        f"Send `Access-Control-Allow-Headers: {wanted}` (a comma-separated list of header names)" + c.on_target,
+        ("access-control-allow-headers",),
+    )
+
+
+def _method_not_allowed(c: _Context) -> _Description:
+    method = c.exchange.method
+    acam = c.response.get("access-control-allow-methods")
+    methods = split_list(acam) if acam else []
+    mechanics = "Beyond GET, HEAD and POST the browser sends only a method the preflight lists exactly."
+    if any(item.upper() == method.upper() for item in methods):
+        mechanics = "Methods are compared case-sensitively: a page's `patch` needs `patch`, not `PATCH`."
+    elif c.include and "*" in methods:
+        mechanics = "With credentials, `*` is a literal method name, not a wildcard."
+    listed = (
+        f"answered `Access-Control-Allow-Methods: {_show(acam)}`"
+        if acam is not None
+        else "has no `Access-Control-Allow-Methods` header"
+    )
+    return _Description(
+        f"The page wants to send `{_show(method)}`, but the preflight response {listed}.",
+        mechanics,
+        f"Send `Access-Control-Allow-Methods: {_show(', '.join([*methods, method]))}`" + c.on_target,
+        ("access-control-allow-methods", "access-control-request-method"),
+    )
+
+
+def _header_not_allowed(c: _Context) -> _Description:
+    acah = c.response.get("access-control-allow-headers")
+    allowed = split_list(acah) if acah else []
+    mechanics = "Every header a page sets beyond the CORS-safelisted ones must be listed there."
+    if c.include and "*" in allowed:
+        mechanics = "With credentials, `*` is a literal header name, not a wildcard."
+    missing = _show(", ".join(f"`{name}`" for name in c.finding.missing))
+    listed = (
+        f"answered `Access-Control-Allow-Headers: {_show(acah)}`"
+        if acah is not None
+        else "has no `Access-Control-Allow-Headers` header"
+    )
+    requested = c.exchange.requested_headers
+    value = ", ".join(dict.fromkeys([*(item for item in allowed if item != "*"), *requested]))
+    return _Description(
+        f"The page sends the header(s) {missing}, but the preflight response {listed}.",
+        mechanics,
+        f"Send `Access-Control-Allow-Headers: {_show(value)}`" + c.on_target,
+        ("access-control-allow-headers", "access-control-request-headers"),
+    )
+
+
+def _redirect_with_credentials(c: _Context) -> _Description:
+    return _Description(
+        f"The response redirects to `{_show(c.response.get('location', ''))}`, which carries a username or password.",
+        "Browsers refuse to follow such a redirect for a cross-origin request.",
+        "Remove the `user:password@` part from the `Location` header" + c.on_target,
+        ("location",),
+    )
+
+
+def _raw_acao(c: _Context) -> str:
+    return c.response.get("access-control-allow-origin") or ""
+
+
+# Reason (with or without its "Preflight" prefix) -> the function that explains it.
+_DESCRIBERS: dict[str, Callable[[_Context], _Description]] = {
+    "MissingAllowOriginHeader": _missing_acao,
+    "WildcardOriginNotAllowed": _wildcard_with_credentials,
+    "MultipleAllowOriginValues": _multiple_origins,
+    "InvalidAllowOriginValue": _wrong_origin,
+    "AllowOriginMismatch": _wrong_origin,
+    "InvalidAllowCredentials": _credentials_not_allowed,
+    "PreflightInvalidStatus": _preflight_status,
+    "PreflightDisallowedRedirect": _preflight_redirect,
+    "InvalidAllowMethodsPreflightResponse": _unparsable_methods,
+    "InvalidAllowHeadersPreflightResponse": _unparsable_headers,
+    "MethodDisallowedByPreflightResponse": _method_not_allowed,
+    "HeaderDisallowedByPreflightResponse": _header_not_allowed,
+    "RedirectContainsCredentials": _redirect_with_credentials,
+}
+
+
+def _describe_allowed(exchange: _Exchange) -> str:
     raw_acao = exchange.response.get("access-control-allow-origin")
     acao = _show(raw_acao)
     matched = "allows any origin" if raw_acao == "*" else f"matches the page's origin `{_show(exchange.origin)}`"
@@ -759,11 +1063,11 @@ def _describe_allowed(exchange: _Exchange, finding: _Finding) -> str:
             f"The preflight answered {exchange.status} and `Access-Control-Allow-Origin: {acao}` {matched}; it "
             f"allows {allowed}, so the browser goes on to send the actual request."
         )
-    location = exchange.response.get("location")
-    if exchange.status in REDIRECT_STATUSES and location:
+    if exchange.redirect:
         return (
             f"The {exchange.status} redirect passes the CORS check (`Access-Control-Allow-Origin: {acao}` {matched}), "
-            f"so the browser follows it to `{_show(location)}`, which must pass its own check."
+            f"so the browser follows it to `{_show(exchange.response.get('location'))}`, which must pass its own "
+            "check."
         )
     return f"`Access-Control-Allow-Origin: {acao}` {matched}, so the browser lets the page read the response."
 
@@ -772,24 +1076,13 @@ def _caveats(exchange: _Exchange, finding: _Finding, credentials: Credentials) -
     """The warnings, and the names of the response headers the page cannot read."""
     hidden: list[str] = []
     caveats: list[Caveat] = []
-    response = exchange.response
-    acao = response.get("access-control-allow-origin")
+    acao = exchange.response.get("access-control-allow-origin")
     if exchange.preflight:
         _preflight_caveats(exchange, finding, credentials, caveats)
-    elif finding.reason is None:
+    elif finding.reason is None and not exchange.redirect:
+        # A followed redirect's headers never reach the page, so only a final response can hide any.
         hidden = _exposure_caveats(exchange, credentials, caveats)
-    # Only worth saying when the echo is part of a working (or almost working) answer.
-    relevant = finding.reason is None or finding.reason.endswith("InvalidAllowCredentials")
-    if relevant and acao is not None and acao == exchange.origin and acao != "null":
-        vary = {item.lower() for item in split_list(response.get("vary", ""))}
-        if "origin" not in vary and "*" not in vary:
-            caveats.append(
-                Caveat(
-                    "missing_vary_origin",
-                    "`Access-Control-Allow-Origin` echoes the request's origin without `Vary: Origin`; a shared "
-                    "cache may replay this response to another origin, which then fails. Add `Vary: Origin`.",
-                )
-            )
+    _vary_caveat(exchange, finding, caveats)
     if exchange.status == 304 and not exchange.preflight and finding.reason is not None:
         caveats.append(
             Caveat(
@@ -809,8 +1102,24 @@ def _caveats(exchange: _Exchange, finding: _Finding, credentials: Credentials) -
     return caveats, hidden
 
 
-def _preflight_caveats(exchange: _Exchange, finding: _Finding, credentials: Credentials, out: list[Caveat]) -> None:
+def _vary_caveat(exchange: _Exchange, finding: _Finding, out: list[Caveat]) -> None:
     response = exchange.response
+    acao = response.get("access-control-allow-origin")
+    # Only worth saying when the echo is part of a working (or almost working) answer.
+    relevant = finding.reason is None or finding.reason.endswith("InvalidAllowCredentials")
+    if relevant and acao is not None and acao == exchange.origin and acao != "null":
+        vary = {item.lower() for item in split_list(response.get("vary", ""))}
+        if "origin" not in vary and "*" not in vary:
+            out.append(
+                Caveat(
+                    "missing_vary_origin",
+                    "`Access-Control-Allow-Origin` echoes the request's origin without `Vary: Origin`; a shared "
+                    "cache may replay this response to another origin, which then fails. Add `Vary: Origin`.",
+                )
+            )
+
+
+def _preflight_caveats(exchange: _Exchange, finding: _Finding, credentials: Credentials, out: list[Caveat]) -> None:
     if finding.lenient:
         out.append(
             Caveat(
@@ -832,18 +1141,26 @@ def _preflight_caveats(exchange: _Exchange, finding: _Finding, credentials: Cred
             )
         )
     if finding.reason is None and credentials == "unknown":
-        for header, noun in (("access-control-allow-methods", "method"), ("access-control-allow-headers", "header")):
-            value = response.get(header)
-            if value is not None and "*" in split_list(value):
-                out.append(
-                    Caveat(
-                        f"wildcard_{noun}s_with_credentials",
-                        f"`{header.title()}: *` is a wildcard only without credentials; with "
-                        f"`credentials: 'include'` it is the literal {noun} name `*`.",
-                    )
+        _wildcard_list_caveats(exchange, out)
+    if finding.reason is None:
+        _max_age_caveats(exchange.response.get("access-control-max-age"), out)
+
+
+def _wildcard_list_caveats(exchange: _Exchange, out: list[Caveat]) -> None:
+    for header, noun in (("access-control-allow-methods", "method"), ("access-control-allow-headers", "header")):
+        value = exchange.response.get(header)
+        if value is not None and "*" in split_list(value):
+            out.append(
+                Caveat(
+                    f"wildcard_{noun}s_with_credentials",
+                    f"`{header.title()}: *` is a wildcard only without credentials; with "
+                    f"`credentials: 'include'` it is the literal {noun} name `*`.",
                 )
-    raw = response.get("access-control-max-age")
-    if raw is None or finding.reason is not None:
+            )
+
+
+def _max_age_caveats(raw: str | None, out: list[Caveat]) -> None:
+    if raw is None:
         return
     asked = max_age_seconds(raw)
     if asked is None:
@@ -851,8 +1168,8 @@ def _preflight_caveats(exchange: _Exchange, finding: _Finding, credentials: Cred
             out.append(
                 Caveat(
                     "invalid_max_age",
-                    f"`Access-Control-Max-Age: {_show(raw)}` is not a number of seconds; browsers cache the preflight "
-                    "for 5 seconds.",
+                    f"`Access-Control-Max-Age: {_show(raw)}` is not a number of seconds: Chromium caches the "
+                    "preflight for its 5-second default, Firefox does not cache it at all.",
                 )
             )
         return
@@ -887,6 +1204,7 @@ def _exposure_caveats(exchange: _Exchange, credentials: Credentials, out: list[C
         name
         for name in response
         if name not in exposed
+        and not (name == "allow" and exchange.status == 405)  # a 405's Allow is for clients, not this page
         and name not in _SAFELISTED_RESPONSE_HEADERS
         and name not in _UNINTERESTING_RESPONSE_HEADERS
         and name not in _NEVER_EXPOSED

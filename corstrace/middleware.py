@@ -16,7 +16,8 @@ WebSocket wrapper. What happens to a finished leg is :mod:`corstrace._pipeline`'
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -79,6 +80,12 @@ class CORSTraceMiddleware:
         self._recorder = Recorder(
             self, redactor=Redactor(redact_headers), aggregate_window=aggregate_window, hub=hub, inspector=inspector_ui
         )
+        # OpenTelemetry hook (corstrace._otel): with opentelemetry-api installed, a traced request's leg is one
+        # that puts its verdict on the request's span; otherwise every leg is a plain Leg.
+        spans = self._recorder.spans
+        self._new_leg: Callable[[Scope, bytes, bytes | None, list[Any], Receive, Send], Leg] = (
+            Leg if spans is None else spans.leg
+        )
 
     def inspector_url(self, host: str, port: int) -> str | None:
         """The inspector's URL (with its token) on ``host:port``; None when the inspector is off."""
@@ -91,25 +98,26 @@ class CORSTraceMiddleware:
                 await self._inspector(scope, receive, send)
                 return
             # Most requests carry no Origin: one comparison per header and they are on their way.
-            for name, _ in scope["headers"]:
+            try:
+                headers = scope["headers"]
+            except KeyError:  # required by ASGI, yet some hand-built scopes lack it: the app still gets them
+                headers = ()
+            for name, origin in headers:  # noqa: B007 - the loop leaves `origin` at the Origin header
                 if name == ORIGIN:
                     break
             else:
                 await self.app(scope, receive, send)
                 return
-            origin, host, keyed = scan(scope["headers"], self._keyed)
+            host, keyed = scan(headers, self._keyed)
             # A browser's same-origin request ends its Origin with its Host: the cheap endswith() spares
             # cross-origin legs the full test. Other spellings of the same origin are traced (the engine says so).
-            if origin is None or (host and origin.endswith(host) and same_origin(origin, host, scope["scheme"])):
+            if host and origin.endswith(host) and same_origin(origin, host, scope.get("scheme", "http")):
                 await self.app(scope, receive, send)
                 return
             recorder = self._recorder
             if not recorder.linted:
                 recorder.startup(scope.get("app"), sys.argv)
-            if recorder.spans is None:
-                leg = Leg(scope, origin, host, keyed, receive, send)
-            else:  # OpenTelemetry hook (corstrace._otel): a traced request's leg puts its verdict on its span
-                leg = recorder.spans.leg(scope, origin, host, keyed, receive, send)
+            leg = self._new_leg(scope, origin, host, keyed, receive, send)
             if kind != "http":
                 await self._trace_websocket(leg)
                 return
@@ -119,8 +127,7 @@ class CORSTraceMiddleware:
             except Exception as exc:
                 leg.failed(exc, "exception")
                 if self.heal_errors and leg.status is None:
-                    with recorder.guard:
-                        await _heal.heal(leg, recorder.discover(scope.get("app")), receive, leg.send)
+                    await self._heal(leg, receive)
                 raise
             except BaseException as exc:  # a cancelled request task
                 leg.failed(exc, "cancelled")
@@ -134,6 +141,11 @@ class CORSTraceMiddleware:
             await self._lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    async def _heal(self, leg: Leg, receive: Receive) -> None:
+        recorder = self._recorder
+        with recorder.guard:
+            await _heal.heal(leg, recorder.discover(leg.scope.get("app")), receive, leg.send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._recorder.startup(scope.get("app"), sys.argv)

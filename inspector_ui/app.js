@@ -60,8 +60,10 @@ function connect() {
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   url.search = "";
   if (state.epoch !== null && state.lastSeq !== null) url.searchParams.set("since", `${state.epoch}:${state.lastSeq}`);
+  const protocols = authProtocols();
+  if (!protocols) return setConn("down", "no token — open the inspector URL from the app's startup log (it ends with #token=…)");
   setConn("connecting", failures ? "reconnecting…" : "connecting…");
-  const ws = new WebSocket(url);
+  const ws = new WebSocket(url, protocols);
   socket = ws;
   ws.addEventListener("open", () => {
     failures = 0;
@@ -88,6 +90,24 @@ function connect() {
     retryDelay = Math.min(retryDelay * 2, 5000);
   });
 }
+
+// The token comes in the URL fragment (no server ever sees it), stays in this tab's sessionStorage (no other origin,
+// another port included, can read it) and is presented only in the WebSocket handshake, as a subprotocol.
+let authToken = null;
+function authProtocols() {
+  const fromUrl = new URLSearchParams(window.location.hash.slice(1)).get("token");
+  if (fromUrl) history.replaceState(null, "", window.location.pathname + window.location.search);
+  try {
+    if (fromUrl) sessionStorage.setItem("corstrace.token", fromUrl);
+    authToken = fromUrl || authToken || sessionStorage.getItem("corstrace.token");
+  } catch {
+    authToken = fromUrl || authToken;
+  }
+  if (!authToken) return null;
+  const hex = Array.from(new TextEncoder().encode(authToken), (b) => b.toString(16).padStart(2, "0")).join("");
+  return ["corstrace.v1", `corstrace.auth.${hex}`];
+}
+window.addEventListener("hashchange", () => window.location.reload()); // a new URL pasted into this tab
 
 function armWatchdog() {
   clearTimeout(watchdog);

@@ -54,4 +54,4 @@ def restore_structlog() -> Iterator[None]:
     finally:
         structlog.configure(**saved)
         # A logger cached on first use (cache_logger_on_first_use) must not outlive its configuration.
-        _events.logger.__dict__.pop("bind", None)
+        _events._configured.__dict__.pop("bind", None)

@@ -51,6 +51,24 @@ def http_scope(
     }
 
 
+async def call_asgi(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """Call ``app`` with ``scope`` and an empty request body; the messages it sent (an app's RuntimeError, the
+    tests' stand-in for a crash, is swallowed: the server would answer it with a 500)."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    try:
+        await app(scope, receive, send)
+    except RuntimeError:
+        pass
+    return sent
+
+
 def chromium_path() -> str | None:
     """The Chromium binary to drive, or None when none is installed."""
     for candidate in (os.environ.get("CORSTRACE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):

@@ -26,6 +26,7 @@ REQUEST_PATH = [
     "_event.py",
     "_pipeline.py",
     "_log.py",
+    "_console.py",
     "_guard.py",
     "_crash.py",
     "_heal.py",
@@ -151,5 +152,5 @@ def test_all_lists_exactly_the_public_names(module_name: str) -> None:
 
 def test_package_exports() -> None:
     assert corstrace.__all__ == sorted(corstrace.__all__)
-    expected = {"CORSTraceMiddleware", "Request", "Response", "Verdict", "__version__", "evaluate"}
+    expected = {"CORSTraceMiddleware", "ConsoleView", "Request", "Response", "Verdict", "__version__", "evaluate"}
     assert set(corstrace.__all__) == expected

@@ -188,6 +188,7 @@ def _blocked_event(**fields: Any) -> dict[str, Any]:
         "verdict": "blocked",
         "method": "GET",
         "path": "/crash",
+        "origin": "http://localhost:3000",
         "status": 500,
         "reason": "MissingAllowOriginHeader",
         "preflight": False,
@@ -207,7 +208,7 @@ def test_terminal_view_shortens_a_blocked_exchange() -> None:
     assert view == {
         "timestamp": "12:00:00",
         "level": "warning",
-        "event": "BLOCKED GET /crash -> 500 (MissingAllowOriginHeader)\n"
+        "event": "cors.blocked GET /crash -> 500 from http://localhost:3000 (MissingAllowOriginHeader)\n"
         "    browser: Access to fetch ... has been blocked by CORS policy\n"
         "    why:     The app raised before any response started.\n"
         "    fix:     Fix the RuntimeError.",
@@ -233,9 +234,15 @@ def test_terminal_view_drops_the_inspector_announcement() -> None:
 
 
 def test_terminal_view_passes_other_events_through() -> None:
-    """Events other than exchanges (cors.lint, ...) are left for ConsoleRenderer as they are."""
-    event = {"event": "cors.lint", "level": "warning", "code": "wildcard_with_credentials"}
-    assert _demo.terminal_view(colour=False)(None, "warning", dict(event)) == event
+    """Events that are not corstrace's are left for ConsoleRenderer as they are."""
+    event = {"event": "user signed in", "level": "info", "user": "ada"}
+    assert _demo.terminal_view(colour=False)(None, "info", dict(event)) == event
+
+
+def test_terminal_view_shows_repeats_as_counted() -> None:
+    """A blocked leg logged after flood control counted identical ones says how many were not shown."""
+    view = _demo.terminal_view(colour=False)(None, "warning", _blocked_event(repeats_suppressed=7))
+    assert view["event"].splitlines()[0].endswith("; 7 identical leg(s) before this one not shown")
 
 
 # --- `corstrace demo` as a user runs it ----------------------------------------------------------

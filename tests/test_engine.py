@@ -347,7 +347,32 @@ def test_wpt_multiple_origins_reject(lines: tuple[str, ...]) -> None:
     """WPT cors-multiple-origins: several ACAO lines are joined with ", " and always rejected."""
     verdict = actual(tuple((ACAO, line) for line in lines))
     assert verdict.reason == "MultipleAllowOriginValues"
-    assert verdict.firefox_message is not None and "Multiple CORS header" in verdict.firefox_message
+    # Lower-case names, as every ASGI server sends them: Firefox compares the joined value (checked in Firefox).
+    assert verdict.firefox_message == (
+        f"Cross-Origin Request Blocked: The Same Origin Policy disallows reading the remote resource at {U}. "
+        f"(Reason: CORS header ‘Access-Control-Allow-Origin’ does not match ‘{', '.join(lines)}’)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "multiple"),
+    [
+        (("Access-Control-Allow-Origin", "Access-Control-Allow-Origin"), True),
+        (("Access-Control-Allow-Origin", "access-control-allow-origin", "Access-Control-Allow-Origin"), True),
+        (("Access-Control-Allow-Origin", "access-control-allow-origin"), False),
+        (("ACCESS-CONTROL-ALLOW-ORIGIN", "ACCESS-CONTROL-ALLOW-ORIGIN"), False),
+        (("access-control-allow-origin", "access-control-allow-origin"), False),
+    ],
+    ids=repr,
+)
+def test_firefox_multiple_acao_lines_depend_on_name_spelling(names: tuple[str, ...], multiple: bool) -> None:
+    """Firefox says "Multiple CORS header" only for two lines spelled exactly Access-Control-Allow-Origin."""
+    verdict = actual(tuple((name, ORIGIN) for name in names))
+    assert verdict.reason == "MultipleAllowOriginValues"
+    assert verdict.firefox_message is not None
+    assert ("(Reason: Multiple CORS header ‘Access-Control-Allow-Origin’ not allowed)." in verdict.firefox_message) is (
+        multiple
+    )
 
 
 def test_single_line_list_is_a_mismatch_in_firefox() -> None:
@@ -895,7 +920,10 @@ class TestAsDict:
             "verdict",
             "reason",
             "browser_message",
+            "browser_message_xhr",
             "firefox_message",
+            "firefox_console",
+            "initiator",
             "credentials",
             "if_credentialed",
             "warnings",
@@ -1013,3 +1041,320 @@ class TestExplanations:
     def test_status_hint_for_unrouted_options(self) -> None:
         """A 405 preflight points at the missing CORS layer."""
         assert "No CORS layer" in preflight(ECHO, status=405).explanation
+
+
+def request(
+    *extra: tuple[str, str],
+    method: str = "GET",
+    url: str = U,
+    origin: str = ORIGIN,
+    **fields: object,
+) -> Request:
+    """A cross-origin request leg with these extra headers (Request fields as keywords)."""
+    return Request(method, url, (("origin", origin), *extra), **fields)  # type: ignore[arg-type]
+
+
+class TestInitiator:
+    """What the server can tell about the page API, and Chromium's wording for each (checked in Chromium 156)."""
+
+    @pytest.mark.parametrize(
+        ("headers", "initiator"),
+        [
+            ((("sec-fetch-dest", "script"),), "script"),
+            ((("sec-fetch-dest", "image"),), "image"),
+            ((("sec-fetch-dest", "font"),), "font"),
+            ((("sec-fetch-dest", "style"),), "style"),
+            ((("sec-fetch-dest", "audio"),), "audio"),
+            ((("sec-fetch-dest", "video"),), "video"),
+            ((("sec-fetch-dest", "track"),), "track"),
+            ((("sec-fetch-dest", "empty"),), "fetch_or_xhr"),
+            ((), "fetch_or_xhr"),
+            (
+                (("sec-fetch-dest", "empty"), ("accept", "text/event-stream"), ("cache-control", "no-cache")),
+                "resource",
+            ),
+            # A fetch() that asks for an event stream (fetch-event-source and friends) is still a fetch.
+            ((("sec-fetch-dest", "empty"), ("accept", "text/event-stream")), "fetch_or_xhr"),
+            ((("sec-fetch-dest", "worker"),), "fetch_or_xhr"),
+        ],
+        ids=repr,
+    )
+    def test_inferred_from_sec_fetch_dest_and_accept(
+        self, headers: tuple[tuple[str, str], ...], initiator: str
+    ) -> None:
+        """Sec-Fetch-Dest names subresources; EventSource shows in its Accept and Cache-Control."""
+        assert evaluate(request(*headers, credentials="omit"), Response(200)).initiator == initiator
+
+    @pytest.mark.parametrize(
+        ("dest", "kind"),
+        [
+            ("script", "script"),
+            ("image", "image"),
+            ("font", "font"),
+            ("style", "CSS stylesheet"),
+            ("audio", "audio"),
+            ("video", "video"),
+            ("track", "text track"),
+        ],
+    )
+    def test_subresource_prefix_without_valid_value_suffix(self, dest: str, kind: str) -> None:
+        """Chromium names the resource type, and adds "Have the server send…" for fetch() only."""
+        verdict = evaluate(
+            request(("sec-fetch-dest", dest), credentials="omit"), Response(200, ((ACAO, "http://x.test"),))
+        )
+        assert verdict.browser_message == (
+            f"Access to {kind} at '{U}' from origin '{ORIGIN}' has been blocked by CORS policy: The "
+            "'Access-Control-Allow-Origin' header has a value 'http://x.test' that is not equal to the supplied origin."
+        )
+        assert verdict.browser_message_xhr is None
+
+    def test_event_source_is_a_resource_without_xhr_suffix(self) -> None:
+        """EventSource reads "Access to resource at"; its withCredentials failure has no XHR sentence."""
+        headers = (("accept", "text/event-stream"), ("cache-control", "no-cache"), ("sec-fetch-dest", "empty"))
+        verdict = evaluate(request(*headers, credentials="include"), Response(200, ((ACAO, "*"),)))
+        assert verdict.browser_message == (
+            f"Access to resource at '{U}' from origin '{ORIGIN}' has been blocked by CORS policy: {WILDCARD}"
+        )
+
+    def test_fetch_or_xhr_carries_both_texts(self) -> None:
+        """When the server cannot tell fetch() from XMLHttpRequest, browser_message_xhr has XHR's wording."""
+        verdict = evaluate(request(("sec-fetch-dest", "empty"), credentials="omit"), Response(200, ((ACAO, "x y"),)))
+        body = "The 'Access-Control-Allow-Origin' header contains multiple values 'x y', but only one is allowed."
+        assert verdict.browser_message == PREFIX + body + VALID
+        assert verdict.browser_message_xhr == (
+            f"Access to XMLHttpRequest at '{U}' from origin '{ORIGIN}' has been blocked by CORS policy: {body}"
+        )
+
+    def test_xhr_text_on_the_credentialed_outcome(self) -> None:
+        """if_credentialed also carries XMLHttpRequest's text, with the withCredentials sentence."""
+        verdict = evaluate(request(credentials=None), Response(200, ECHO))
+        assert verdict.if_credentialed is not None
+        assert verdict.if_credentialed.browser_message == PREFIX + acac("")
+        assert verdict.if_credentialed.browser_message_xhr == (
+            f"Access to XMLHttpRequest at '{U}' from origin '{ORIGIN}' has been blocked by CORS policy: {acac('')} "
+            "The credentials mode of requests initiated by the XMLHttpRequest is controlled by the withCredentials "
+            "attribute."
+        )
+        assert (
+            verdict.as_dict()["if_credentialed"]["browser_message_xhr"] == verdict.if_credentialed.browser_message_xhr
+        )
+
+    @pytest.mark.parametrize("initiator", ["fetch", "XMLHttpRequest", "resource"])
+    def test_explicit_initiator_has_one_text(self, initiator: str) -> None:
+        """A caller that knows the initiator gets only its text."""
+        verdict = evaluate(request(credentials="omit", initiator=initiator), Response(200))
+        assert verdict.initiator == initiator and verdict.browser_message_xhr is None
+        kind = {"fetch": "fetch", "XMLHttpRequest": "XMLHttpRequest", "resource": "resource"}[initiator]
+        assert verdict.browser_message == (
+            f"Access to {kind} at '{U}' from origin '{ORIGIN}' has been blocked by CORS policy: {NO_ACAO}"
+        )
+
+    def test_allowed_has_no_texts(self) -> None:
+        """Nothing is printed for an allowed request, whatever the initiator."""
+        verdict = evaluate(request(credentials="omit"), Response(200, ECHO))
+        assert (verdict.browser_message, verdict.browser_message_xhr, verdict.firefox_console) == (None, None, ())
+
+
+class TestStorageAccessHeader:
+    """Sec-Fetch-Storage-Access proves credentials: 'include', like a Cookie."""
+
+    @pytest.mark.parametrize("value", ["none", "inactive", "active"])
+    def test_proves_include_on_the_actual_request(self, value: str) -> None:
+        """Chromium 156 sends it on cross-site requests whose credentials mode is include."""
+        verdict = evaluate(request(("sec-fetch-storage-access", value)), Response(200, ECHO))
+        assert (verdict.credentials, verdict.reason, verdict.if_credentialed) == (
+            "include",
+            "InvalidAllowCredentials",
+            None,
+        )
+
+    def test_proves_include_on_a_preflight(self) -> None:
+        """Firefox ESR 153 sends it on the preflight of a credentialed request too."""
+        verdict = evaluate(
+            request(("access-control-request-method", "PUT"), ("sec-fetch-storage-access", "none"), method="OPTIONS"),
+            Response(200, (*ECHO, (ACAM, "PUT"))),
+        )
+        assert (verdict.credentials, verdict.reason) == ("include", "PreflightInvalidAllowCredentials")
+
+    def test_absent_stays_unknown(self) -> None:
+        """Without it (a same-site request, or an uncredentialed one) the server cannot tell."""
+        verdict = evaluate(request(("sec-fetch-site", "same-site")), Response(200, ECHO))
+        assert verdict.credentials == "unknown" and verdict.if_credentialed is not None
+
+
+class TestRedirectChain:
+    """Later hops of a redirect chain, as Chromium words them (checked with a chain across two ports)."""
+
+    HOP = "http://127.0.0.1:9000/next"
+
+    def test_tainted_hop_names_the_page_origin(self) -> None:
+        """After a cross-origin hop the request says Origin: null, but Chromium names the page's origin."""
+        leg = request(origin="null", url=self.HOP, credentials="omit", redirected_from=U, page_origin=ORIGIN)
+        verdict = evaluate(leg, Response(200, ((ACAO, ORIGIN),)))
+        assert verdict.reason == "AllowOriginMismatch" and verdict.origin == "null"
+        assert verdict.browser_message == (
+            f"Access to fetch at '{self.HOP}' (redirected from '{U}') from origin '{ORIGIN}' has been blocked by CORS "
+            f"policy: The 'Access-Control-Allow-Origin' header has a value '{ORIGIN}' that is not equal to the "
+            f"supplied origin.{VALID}"
+        )
+        assert "`Origin: null`" in verdict.explanation and verdict.fix is not None and "directly" in verdict.fix
+
+    def test_tainted_hop_passes_with_a_null_echo(self) -> None:
+        """The judgement uses the Origin the browser sent: echoing `null` passes."""
+        leg = request(origin="null", url=self.HOP, credentials="omit", redirected_from=U, page_origin=ORIGIN)
+        assert evaluate(leg, Response(200, ((ACAO, "null"),))).verdict == "allowed"
+
+    def test_page_origin_only_replaces_null(self) -> None:
+        """An untainted leg names its own Origin, whatever page_origin says."""
+        leg = request(url=self.HOP, credentials="omit", redirected_from=U, page_origin="http://elsewhere.test")
+        message = evaluate(leg, Response(200)).browser_message
+        assert message is not None and f"from origin '{ORIGIN}'" in message
+
+    def test_opaque_page_without_page_origin(self) -> None:
+        """A sandboxed page sends Origin: null and Chromium names 'null'."""
+        message = evaluate(request(origin="null", credentials="omit"), Response(200)).browser_message
+        assert message is not None and "from origin 'null'" in message
+
+    def test_preflight_at_a_redirect_target(self) -> None:
+        """A 307/308 target's failed preflight also says "(redirected from …)"."""
+        leg = request(("access-control-request-method", "PUT"), method="OPTIONS", url=self.HOP, redirected_from=U)
+        assert evaluate(leg, Response(200)).browser_message == (
+            f"Access to fetch at '{self.HOP}' (redirected from '{U}') from origin '{ORIGIN}' has been blocked by CORS "
+            f"policy: {PF}{NO_ACAO}"
+        )
+
+
+FF = "Cross-Origin Request Blocked: The Same Origin Policy disallows reading the remote resource at "
+DID_NOT_SUCCEED = f"{FF}{U}. (Reason: CORS request did not succeed). Status code: (null)."
+
+
+class TestFirefoxConsole:
+    """Every line Firefox ESR 153 prints for a leg, in order (checked over Marionette)."""
+
+    def test_actual_request_prints_one_line(self) -> None:
+        """A final response that fails prints just its reason."""
+        verdict = actual((), status=404)
+        assert verdict.firefox_console == (
+            f"{FF}{U}. (Reason: CORS header ‘Access-Control-Allow-Origin’ missing). Status code: 404.",
+        )
+        assert verdict.firefox_message == verdict.firefox_console[0]
+
+    def test_failed_preflight_is_followed_by_did_not_succeed(self) -> None:
+        """After a failed preflight Firefox also reports the request itself."""
+        verdict = preflight(ECHO)
+        assert verdict.firefox_console == (
+            f"{FF}{U}. (Reason: Did not find method in CORS header ‘Access-Control-Allow-Methods’).",
+            DID_NOT_SUCCEED,
+        )
+
+    def test_failed_redirect_hop_is_followed_by_did_not_succeed(self) -> None:
+        """A redirect without ACAO names its 30x status, then the failed request."""
+        verdict = actual((("location", "/next"),), status=302)
+        assert verdict.firefox_console == (
+            f"{FF}{U}. (Reason: CORS header ‘Access-Control-Allow-Origin’ missing). Status code: 302.",
+            DID_NOT_SUCCEED,
+        )
+
+    def test_redirected_preflight_prints_three_lines(self) -> None:
+        """A redirected preflight with a good ACAO: the redirect, its status, the failed request."""
+        verdict = preflight((*ECHO, ("location", "/x")), status=307)
+        assert verdict.firefox_console == (
+            f"{FF}{U}. (Reason: CORS request external redirect not allowed).",
+            f"{FF}{U}. (Reason: CORS preflight response did not succeed). Status code: 307.",
+            DID_NOT_SUCCEED,
+        )
+
+    def test_redirected_preflight_without_acao(self) -> None:
+        """Firefox checks the redirected preflight's ACAO first (Chromium reports the redirect)."""
+        verdict = preflight((("location", "/x"),), status=302)
+        assert verdict.reason == "PreflightDisallowedRedirect"
+        assert verdict.firefox_console == (
+            f"{FF}{U}. (Reason: CORS header ‘Access-Control-Allow-Origin’ missing). Status code: 302.",
+            DID_NOT_SUCCEED,
+            DID_NOT_SUCCEED,
+        )
+        assert verdict.firefox_message == verdict.firefox_console[0]
+
+    def test_redirect_with_userinfo_is_one_failed_channel(self) -> None:
+        """Firefox cancels a redirect to a URL with userinfo: one "did not succeed" line."""
+        verdict = actual((*ECHO, ("location", "http://u:p@x.test/")), status=307)
+        assert verdict.firefox_console == (DID_NOT_SUCCEED,)
+
+    def test_authorization_under_star_warns_when_allowed(self) -> None:
+        """An allowed preflight where `*` covered Authorization prints Firefox's deprecation warning."""
+        verdict = preflight(((ACAO, "*"), (ACAH, "*")), method="GET", request_headers="authorization")
+        assert verdict.verdict == "allowed" and verdict.firefox_message is None
+        assert len(verdict.firefox_console) == 1
+        assert verdict.firefox_console[0].startswith("Cross-Origin Request Warning: ")
+
+    def test_hint_is_read_as_utf8(self) -> None:
+        """Firefox decodes header bytes as UTF-8 (invalid bytes become U+FFFD); Chromium escapes them."""
+        valid = actual(((ACAO, "http://a\xc3\xa9.test"),))
+        invalid = actual(((ACAO, "http://ex\xe9.test"),))
+        assert valid.firefox_message is not None and "does not match ‘http://aé.test’" in valid.firefox_message
+        assert (
+            invalid.firefox_message is not None and "does not match ‘http://ex\ufffd.test’" in invalid.firefox_message
+        )
+
+    def test_credentialed_outcome_has_its_lines(self) -> None:
+        """if_credentialed carries Firefox's lines for the credentialed request."""
+        verdict = preflight((*ECHO, (ACAM, "PUT")), credentials=None)
+        assert verdict.if_credentialed is not None
+        assert verdict.if_credentialed.firefox_console == (
+            f"{FF}{U}. (Reason: expected ‘true’ in CORS header ‘Access-Control-Allow-Credentials’).",
+            DID_NOT_SUCCEED,
+        )
+
+
+class TestWarningsThatBite:
+    """Warnings only for what a page can run into (issue 17)."""
+
+    def test_followed_redirect_hides_nothing(self) -> None:
+        """A page never sees a followed redirect's headers, so their exposure is moot."""
+        verdict = actual(((ACAO, "*"), ("location", "/next"), ("x-trace", "1")), status=302)
+        assert "header_not_exposed" not in [caveat.code for caveat in verdict.warnings]
+
+    def test_allow_on_a_405_is_not_worth_exposing(self) -> None:
+        """The Allow header of a 405 is for the client library, not a reason to warn."""
+        verdict = actual(((ACAO, "*"), ("allow", "GET")), status=405)
+        assert "header_not_exposed" not in [caveat.code for caveat in verdict.warnings]
+
+    def test_allow_elsewhere_still_warns(self) -> None:
+        """On a 200 an unexposed Allow is still reported."""
+        verdict = actual(((ACAO, "*"), ("allow", "GET")))
+        assert "header_not_exposed" in [caveat.code for caveat in verdict.warnings]
+
+
+class TestExplanationOrder:
+    """The cause comes first, then the browser's mechanics, then the credentials note (issue 15)."""
+
+    def test_cause_first_and_no_json_key_in_prose(self) -> None:
+        """The explanation starts with what the server did and never names a JSON key."""
+        assert "if_credentialed" not in actual(ECHO, credentials=None).explanation
+        verdict = actual(((ACAO, "*"),), credentials=None)
+        assert verdict.explanation.startswith("`Access-Control-Allow-Origin: *` allows any origin")
+        assert verdict.explanation.endswith("the browser blocks it (WildcardOriginNotAllowed).")
+
+    def test_blocked_preflight_order(self) -> None:
+        """Cause, mechanics, where the browser stops, credentials."""
+        verdict = preflight(ECHO, status=400, credentials=None)
+        text = verdict.explanation
+        assert text.startswith("The preflight answered 400.")
+        assert text.index("2xx status") < text.index("The browser stops here") < text.index("cannot tell")
+        assert "if_credentialed" not in text
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("+0", 0), ("-0", 0), ("00", 0), ("10abc", 5), (" 5", 5), ("+5", 5), ("", 5), ("0x10", 5), ("1e3", 5)],
+    ids=repr,
+)
+def test_max_age_edge_values(value: str, seconds: int) -> None:
+    """Chromium's base::StringToInt64 rules, checked by counting preflights in Chromium 156."""
+    headers = ((ACAO, "*"), (ACAM, "PUT"), ("access-control-max-age", value))
+    assert preflight(headers).preflight_cache_seconds == seconds
+
+
+def test_failed_preflight_is_never_cached_whatever_its_max_age() -> None:
+    """A 400 preflight asking for 600 s is not cached (the inspector showed 600 s)."""
+    assert preflight((*ECHO, (ACAM, "PUT"), ("access-control-max-age", "600")), status=400).preflight_cache_seconds == 0

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corstrace.engine import Request, Response, evaluate
+from corstrace.engine import (
+    DECISIVE_REQUEST_HEADERS,
+    DECISIVE_RESPONSE_HEADERS,
+    WORDING_REQUEST_HEADERS,
+    Request,
+    Response,
+    Verdict,
+    evaluate,
+)
 
 KNOWN_NAMES = [
     "origin",
@@ -17,6 +26,10 @@ KNOWN_NAMES = [
     "access-control-request-method",
     "access-control-request-headers",
     "sec-fetch-mode",
+    "sec-fetch-dest",
+    "sec-fetch-storage-access",
+    "accept",
+    "cache-control",
     "access-control-allow-origin",
     "Access-Control-Allow-Origin",
     "access-control-allow-credentials",
@@ -40,7 +53,12 @@ wide_text = st.binary(max_size=24).map(lambda raw: raw.decode("utf-16-le", "repl
 huge = st.builds(
     lambda unit, count: unit.decode("latin-1") * count, st.binary(min_size=1, max_size=3), st.integers(34_000, 110_000)
 )
-SAMPLE_VALUES = [*ORIGINS, "true", "PUT, patch", "x-a,,B", "600", "-1", "http://u:p@x/", " , ", "cors", "navigate"]
+SAMPLE_VALUES = [
+    *ORIGINS,
+    *("true", "PUT, patch", "x-a,,B", "600", "-1", "http://u:p@x/", " , ", "cors", "navigate", "script", "empty"),
+    *("text/event-stream", "no-cache", "none"),
+]
+INITIATORS = [None, "fetch", "XMLHttpRequest", "fetch_or_xhr", "script", "style", "resource"]
 
 
 def mixed(samples: list[str], fallback: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -73,8 +91,9 @@ def exchanges(draw: st.DrawFn) -> tuple[Request, Response | None]:
         headers=request_headers,
         preflight=draw(st.sampled_from([None, True, False])),
         credentials=draw(st.sampled_from([None, "include", "omit", "unknown"])),
-        initiator=draw(st.sampled_from(["fetch", "XMLHttpRequest"])),
+        initiator=draw(st.sampled_from(INITIATORS)),
         redirected_from=draw(st.one_of(st.none(), junk)),
+        page_origin=draw(st.one_of(st.none(), mixed(ORIGINS, junk))),
     )
     if draw(st.integers(0, 9)) == 0:
         return request, None
@@ -142,8 +161,9 @@ def _seeded_exchange(seed: int) -> tuple[Request, Response | None]:
         headers=request_headers,
         preflight=rng.choice([None, True, False]),
         credentials=rng.choice([None, "include", "omit", "unknown"]),
-        initiator=rng.choice(["fetch", "XMLHttpRequest"]),
+        initiator=rng.choice(INITIATORS),  # type: ignore[arg-type]
         redirected_from=None if rng.random() < 0.7 else _junk(rng),
+        page_origin=None if rng.random() < 0.7 else rng.choice([*ORIGINS, _junk(rng)]),
     )
     if rng.random() < 0.1:
         return request, None
@@ -164,8 +184,10 @@ def check(request: Request, response: Response | None) -> None:
     assert verdict.verdict in ("allowed", "blocked")
     if verdict.verdict == "blocked":
         assert verdict.reason and verdict.browser_message and verdict.firefox_message and verdict.fix
+        assert verdict.firefox_console[0] == verdict.firefox_message
+        assert (verdict.browser_message_xhr is not None) is (verdict.initiator == "fetch_or_xhr")
     else:
-        assert verdict.reason is None and verdict.browser_message is None
+        assert verdict.reason is None and verdict.browser_message is None and verdict.browser_message_xhr is None
     assert verdict.credentials in ("include", "omit", "unknown")
     assert verdict.explanation and not verdict.explanation.startswith("corstrace could not judge")
     json.dumps(verdict.as_dict())
@@ -185,3 +207,39 @@ def test_evaluate_is_total(seed: int) -> None:
 def test_evaluate_is_total_shrinkable(exchange: tuple[Request, Response | None]) -> None:
     """The same invariants over hypothesis-structured exchanges, which shrink to a minimal failing one."""
     check(*exchange)
+
+
+DECIDED = ("verdict", "reason", "requested_method", "credentials", "preflight")
+WORDED = ("browser_message", "browser_message_xhr", "firefox_console", "initiator")
+
+
+def _decided(verdict: Verdict, names: tuple[str, ...] = DECIDED) -> tuple[object, ...]:
+    return tuple(getattr(verdict, name) for name in names)
+
+
+@settings(max_examples=1_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=0, max_value=2**64))
+def test_only_decisive_headers_decide(seed: int) -> None:
+    """The verdict never changes when headers outside DECISIVE_* are added or dropped; the console texts never
+    change when headers outside those and WORDING_REQUEST_HEADERS are.
+
+    The middleware keys remembered decisions on exactly the DECISIVE_* headers; a rule reading any other one would
+    be served a stale decision.
+    """
+    request, response = _seeded_exchange(seed)
+    rng = random.Random(seed ^ 0x5EED)
+
+    def noise(headers: tuple[tuple[str, str], ...], decisive: frozenset[str]) -> tuple[tuple[str, str], ...]:
+        kept = tuple(pair for pair in headers if pair[0].lower() in decisive)
+        extra = tuple((f"x-noise-{index}", _junk(rng)) for index in range(rng.randint(0, 4)))
+        return kept + extra
+
+    full = evaluate(request, response)
+    quiet_response = (
+        None if response is None else Response(response.status, noise(response.headers, DECISIVE_RESPONSE_HEADERS))
+    )
+    quiet_request = dataclasses.replace(request, headers=noise(request.headers, DECISIVE_REQUEST_HEADERS))
+    assert _decided(evaluate(quiet_request, quiet_response)) == _decided(full)
+    worded = DECISIVE_REQUEST_HEADERS | WORDING_REQUEST_HEADERS
+    wordy_request = dataclasses.replace(request, headers=noise(request.headers, worded))
+    assert _decided(evaluate(wordy_request, quiet_response), DECIDED + WORDED) == _decided(full, DECIDED + WORDED)

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,14 +13,22 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from corstrace._inspector import Hub, Inspector, inspector_enabled, load_token
+from corstrace._inspector import Hub, Inspector, Subscription, inspector_enabled
 from corstrace._inspector.resources import read_asset, ui_dir
 from corstrace._inspector.security import is_loopback_host
-from corstrace._inspector.server import COOKIE_NAME
 from tests.support import run_server
 
 TOKEN = "inspector-test-token-0123456789"
 PREFIX = "/_corstrace"
+
+
+def auth_protocol(token: str) -> str:
+    """The subprotocol carrying ``token``, as inspector_ui/app.js computes it: hex of its UTF-8."""
+    return "corstrace.auth." + token.encode().hex()
+
+
+# What the page offers in its handshake: our protocol, and the token as a second one.
+PROTOCOLS = ["corstrace.v1", auth_protocol(TOKEN)]
 
 
 @pytest.fixture
@@ -89,7 +94,7 @@ def make_app(hub: Hub, inspector: Inspector) -> Any:
             for index in range(count):
                 hub.publish(make_record(exchange_id=f"many-{index}", path=f"/many/{index}"))
         elif scope["path"] == "/publish-big":
-            hub.publish(make_record(exchange_id="big", explanation="x" * 1_000_000))
+            hub.publish(make_record(exchange_id="big", explanation="x" * 200_000))
         headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"ok"})
@@ -113,8 +118,24 @@ def server(hub: Hub, inspector: Inspector) -> Iterator[str]:
         yield url
 
 
-def ws_url(base: str, query: str = f"token={TOKEN}") -> str:
-    return base.replace("http://", "ws://") + f"{PREFIX}/ws?{query}"
+def ws_url(base: str, query: str = "") -> str:
+    return base.replace("http://", "ws://") + f"{PREFIX}/ws" + (f"?{query}" if query else "")
+
+
+def authed(base: str, query: str = "", **kwargs: Any) -> Any:
+    """A WebSocket connection to the inspector as its page opens it: own Origin, token as a subprotocol."""
+    kwargs.setdefault("subprotocols", PROTOCOLS)
+    return connect(ws_url(base, query), origin=websockets.Origin(base), **kwargs)
+
+
+def snapshot_seqs(hub: Hub, subscription: Subscription) -> list[int]:
+    """Every seq of ``subscription``'s snapshot, read the way the sender reads it."""
+    seqs: list[int] = []
+    while True:
+        entries, _ = hub.snapshot(subscription, 2**30, 10**6)
+        if not entries:
+            return seqs
+        seqs.extend(entry.seq for entry in entries)
 
 
 async def client(app: Any, **kwargs: Any) -> httpx.AsyncClient:
@@ -168,8 +189,8 @@ class TestHub:
         async with hub.subscribe() as subscription:
             for index in range(10):
                 hub.publish(make_record(exchange_id=str(index)))
-            records, drops, _ = hub.drain(subscription)
-        assert [r["exchange_id"] for r in records] == ["6", "7", "8", "9"]
+            entries, drops, _ = hub.drain(subscription, 2**30, 10**6)
+        assert [json.loads(e.text)["exchange_id"] for e in entries] == ["6", "7", "8", "9"]
         assert (drops, subscription.dropped, hub.stats()["dropped"]) == (6, 6, 6)
 
     @pytest.mark.anyio
@@ -179,7 +200,7 @@ class TestHub:
         for index in range(4):
             hub.publish(make_record(exchange_id=str(index)))
         async with hub.subscribe() as subscription:
-            assert [r["seq"] for r in subscription.snapshot] == [2, 3, 4]
+            assert snapshot_seqs(hub, subscription) == [2, 3, 4]
             assert subscription.reset is None
 
     @pytest.mark.anyio
@@ -189,7 +210,7 @@ class TestHub:
         for _ in range(5):
             hub.publish(make_record())
         async with hub.subscribe(f"{hub.epoch}:3") as subscription:
-            assert [r["seq"] for r in subscription.snapshot] == [4, 5]
+            assert snapshot_seqs(hub, subscription) == [4, 5]
             assert subscription.reset is None
 
     @pytest.mark.anyio
@@ -199,7 +220,7 @@ class TestHub:
         for _ in range(2):
             hub.publish(make_record())
         async with hub.subscribe(f"{hub.epoch}:2") as subscription:
-            assert (subscription.snapshot, subscription.reset) == ([], None)
+            assert (snapshot_seqs(hub, subscription), subscription.reset) == ([], None)
 
     @pytest.mark.anyio
     async def test_since_behind_the_ring_resets_with_the_full_buffer_and_counts_the_gap(self) -> None:
@@ -209,7 +230,7 @@ class TestHub:
             hub.publish(make_record())
         async with hub.subscribe(f"{hub.epoch}:2") as subscription:
             assert (subscription.reset, subscription.missed) == ("gap", 5)
-            assert [r["seq"] for r in subscription.snapshot] == [8, 9, 10]
+            assert snapshot_seqs(hub, subscription) == [8, 9, 10]
 
     @pytest.mark.anyio
     async def test_since_from_another_process_resets(self) -> None:
@@ -218,7 +239,7 @@ class TestHub:
         hub.publish(make_record())
         async with hub.subscribe("0123abcd:1") as subscription:
             assert subscription.reset == "epoch"
-            assert [r["seq"] for r in subscription.snapshot] == [1]
+            assert snapshot_seqs(hub, subscription) == [1]
 
     @pytest.mark.anyio
     async def test_lint_change_is_flagged_for_subscribers(self) -> None:
@@ -226,7 +247,7 @@ class TestHub:
         hub = Hub()
         async with hub.subscribe() as subscription:
             hub.set_lint([{"code": "x", "message": "m"}])
-            assert hub.drain(subscription)[2] is True
+            assert hub.drain(subscription, 2**30, 10**6)[2] is True
         assert hub.lint == [{"code": "x", "message": "m"}]
 
     @pytest.mark.anyio
@@ -251,41 +272,10 @@ class TestHub:
             assert late.closed
 
 
-# --- token and switch ---------------------------------------------------------------------------
+# --- the on/off switch (the token: tests/test_inspector_token.py) --------------------------------
 
 
-class TestToken:
-    @pytest.fixture(autouse=True)
-    def _cache(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-        monkeypatch.delenv("CORSTRACE_INSPECTOR_TOKEN", raising=False)
-
-    def test_token_file_is_created_once_private_and_reused(self, tmp_path: Path) -> None:
-        """The first call creates a 0600 token file; later calls (other workers, reloads) read the same token."""
-        first = load_token()
-        path = tmp_path / "corstrace" / "inspector-token"
-        assert path.read_text().strip() == first
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        assert load_token() == first
-        assert len(first) >= 32
-
-    def test_environment_variable_overrides_the_file(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """CORSTRACE_INSPECTOR_TOKEN wins and no file is written."""
-        monkeypatch.setenv("CORSTRACE_INSPECTOR_TOKEN", "explicit-token-value")
-        assert load_token() == "explicit-token-value"
-        assert not (tmp_path / "corstrace").exists()
-
-    def test_unwritable_cache_still_yields_a_token(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Without a writable cache directory the token is per process, never missing."""
-        blocker = tmp_path / "file"
-        blocker.write_text("")
-        monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-        assert len(load_token()) >= 32
-
-    def test_inspector_without_token_loads_the_shared_one(self) -> None:
-        """Inspector(token=None) uses load_token()."""
-        assert Inspector(Hub()).token == load_token()
-
+class TestSwitch:
     @pytest.mark.parametrize(
         ("option", "env", "expected"),
         [
@@ -315,21 +305,9 @@ class TestToken:
 
 class TestHttp:
     @pytest.mark.anyio
-    async def test_token_is_traded_for_a_strict_cookie_and_dropped_from_the_url(self, inspector: Inspector) -> None:
-        """?token= answers 303 to the clean URL with an HttpOnly SameSite=Strict cookie scoped to the prefix."""
+    async def test_page_is_served_without_a_token_under_strict_security_headers(self, inspector: Inspector) -> None:
+        """The page holds no data, so it needs no token; it comes under a strict CSP, frame denial, no CORS."""
         async with await client(inspector) as http:
-            response = await http.get(f"{PREFIX}/?token={TOKEN}")
-        assert response.status_code == 303
-        assert response.headers["location"] == f"{PREFIX}/"
-        cookie = response.headers["set-cookie"]
-        assert cookie.startswith(f"{COOKIE_NAME}={TOKEN};")
-        for attribute in ("HttpOnly", "SameSite=Strict", f"Path={PREFIX}"):
-            assert attribute in cookie
-
-    @pytest.mark.anyio
-    async def test_page_is_served_with_the_cookie_and_strict_security_headers(self, inspector: Inspector) -> None:
-        """The page loads with the cookie, under a strict CSP, frame denial and no CORS headers."""
-        async with await client(inspector, cookies={COOKIE_NAME: TOKEN}) as http:
             response = await http.get(f"{PREFIX}/", headers={"origin": "https://evil.example"})
         assert response.status_code == 200
         assert "<title>corstrace inspector</title>" in response.text
@@ -339,18 +317,24 @@ class TestHttp:
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["cache-control"] == "no-store"
         assert not [name for name in response.headers if name.lower().startswith("access-control-")]
+        assert "set-cookie" not in response.headers
 
     @pytest.mark.anyio
-    async def test_prefix_without_slash_redirects_keeping_the_token(self, inspector: Inspector) -> None:
-        """/_corstrace?token=… redirects to /_corstrace/?token=…."""
+    @pytest.mark.parametrize("path", [f"{PREFIX}/?token={TOKEN}", f"{PREFIX}?token={TOKEN}"])
+    async def test_a_token_in_the_query_is_dropped_from_the_url_and_never_set_as_a_cookie(
+        self, inspector: Inspector, path: str
+    ) -> None:
+        """An old ?token= URL is redirected to the clean page: no cookie (it would reach every port), no token."""
         async with await client(inspector) as http:
-            response = await http.get(f"{PREFIX}?token={TOKEN}")
-        assert (response.status_code, response.headers["location"]) == (308, f"{PREFIX}/?token={TOKEN}")
+            response = await http.get(path)
+        assert response.status_code in (303, 308)
+        assert response.headers["location"] == f"{PREFIX}/"
+        assert "set-cookie" not in response.headers
 
     @pytest.mark.anyio
     async def test_static_assets_are_served_with_their_types(self, inspector: Inspector) -> None:
         """app.js and style.css come with JavaScript and CSS content types."""
-        async with await client(inspector, cookies={COOKIE_NAME: TOKEN}) as http:
+        async with await client(inspector) as http:
             script = await http.get(f"{PREFIX}/app.js")
             style = await http.get(f"{PREFIX}/style.css")
         assert script.headers["content-type"].startswith("text/javascript")
@@ -362,32 +346,36 @@ class TestHttp:
     )
     async def test_unknown_or_traversing_paths_are_not_found(self, inspector: Inspector, path: str) -> None:
         """Only flat asset names inside inspector_ui are served."""
-        async with await client(inspector, cookies={COOKIE_NAME: TOKEN}) as http:
+        async with await client(inspector) as http:
             response = await http.get(PREFIX + path)
         assert response.status_code == 404
 
     @pytest.mark.anyio
     @pytest.mark.parametrize(
-        ("kwargs", "path", "reason"),
+        ("kwargs", "reason"),
         [
-            ({}, f"{PREFIX}/", "needs its token"),
-            ({}, f"{PREFIX}/app.js", "needs its token"),
-            ({}, f"{PREFIX}/?token=wrong-token", "not valid"),
-            ({"cookies": {COOKIE_NAME: "wrong-token"}}, f"{PREFIX}/", "needs its token"),
-            ({"client": ("192.168.1.20", 4000)}, f"{PREFIX}/?token={TOKEN}", "loopback clients"),
-            ({"client": ("10.0.0.1", 4000), "cookies": {COOKIE_NAME: TOKEN}}, f"{PREFIX}/", "loopback clients"),
-            ({"headers": {"x-forwarded-for": "203.0.113.9"}}, f"{PREFIX}/?token={TOKEN}", "x-forwarded-for"),
-            ({"headers": {"x-real-ip": "203.0.113.9"}}, f"{PREFIX}/?token={TOKEN}", "x-real-ip"),
-            ({"headers": {"forwarded": "for=203.0.113.9"}}, f"{PREFIX}/?token={TOKEN}", "forwarded"),
-            ({"base_url": "http://attacker.example:8000"}, f"{PREFIX}/?token={TOKEN}", "loopback Host"),
-            ({"base_url": "http://127.0.0.1.nip.io:8000"}, f"{PREFIX}/?token={TOKEN}", "loopback Host"),
-            ({"base_url": "http://localhost.attacker.example"}, f"{PREFIX}/?token={TOKEN}", "loopback Host"),
+            ({"client": ("192.168.1.20", 4000)}, "loopback clients"),
+            ({"client": ("10.0.0.1", 4000)}, "loopback clients"),
+            ({"headers": {"x-forwarded-for": "203.0.113.9"}}, "x-forwarded-for"),
+            ({"headers": {"x-real-ip": "203.0.113.9"}}, "x-real-ip"),
+            ({"headers": {"forwarded": "for=203.0.113.9"}}, "forwarded"),
+            ({"headers": {"via": "1.1 proxy"}}, "`via`"),
+            ({"headers": {"x-forwarded-host": "example.com"}}, "x-forwarded-host"),
+            ({"headers": {"x-forwarded-proto": "https"}}, "x-forwarded-proto"),
+            ({"headers": {"x-forwarded-server": "edge"}}, "x-forwarded-server"),
+            ({"headers": {"cf-connecting-ip": "203.0.113.9"}}, "cf-connecting-ip"),
+            ({"headers": {"true-client-ip": "203.0.113.9"}}, "true-client-ip"),
+            ({"headers": {"x-client-ip": "203.0.113.9"}}, "x-client-ip"),
+            ({"headers": {"x-original-forwarded-for": "203.0.113.9"}}, "x-original-forwarded-for"),
+            ({"base_url": "http://attacker.example:8000"}, "loopback Host"),
+            ({"base_url": "http://127.0.0.1.nip.io:8000"}, "loopback Host"),
+            ({"base_url": "http://localhost.attacker.example"}, "loopback Host"),
         ],
     )
-    async def test_refusals(self, inspector: Inspector, kwargs: dict[str, Any], path: str, reason: str) -> None:
-        """Non-loopback clients, proxies, foreign Host names and missing or wrong tokens get a 403 with a reason."""
+    async def test_refusals(self, inspector: Inspector, kwargs: dict[str, Any], reason: str) -> None:
+        """Non-loopback clients, every proxy marker and foreign Host names get a 403 with a reason."""
         async with await client(inspector, **kwargs) as http:
-            response = await http.get(path)
+            response = await http.get(f"{PREFIX}/")
         assert response.status_code == 403
         assert reason in response.text
         assert response.headers["content-type"].startswith("text/plain")
@@ -397,7 +385,7 @@ class TestHttp:
     @pytest.mark.anyio
     async def test_only_get_is_answered(self, inspector: Inspector) -> None:
         """A POST to the inspector is refused: it has no mutating endpoint."""
-        async with await client(inspector, cookies={COOKIE_NAME: TOKEN}) as http:
+        async with await client(inspector) as http:
             response = await http.post(f"{PREFIX}/")
         assert response.status_code == 405
 
@@ -433,11 +421,18 @@ class TestHttp:
         assert not inspector.handles({"type": "http", "path": "/api"})
         assert not inspector.handles({"type": "lifespan"})
 
-    def test_url_carries_the_token_and_a_loopback_host(self, inspector: Inspector) -> None:
-        """The printed URL points at a loopback name even for a wildcard bind."""
-        assert inspector.url("0.0.0.0", 8000) == f"http://127.0.0.1:8000{PREFIX}/?token={TOKEN}"
-        assert inspector.url("::", 8000) == f"http://[::1]:8000{PREFIX}/?token={TOKEN}"
-        assert inspector.url("localhost", 9000) == f"http://localhost:9000{PREFIX}/?token={TOKEN}"
+    def test_url_carries_the_token_in_its_fragment_and_a_loopback_host(self, inspector: Inspector) -> None:
+        """The printed URL points at a loopback name even for a wildcard bind; the token is after `#`,
+        which browsers never send to a server (so it is in no access log)."""
+        assert inspector.url("0.0.0.0", 8000) == f"http://127.0.0.1:8000{PREFIX}/#token={TOKEN}"
+        assert inspector.url("::", 8000) == f"http://[::1]:8000{PREFIX}/#token={TOKEN}"
+        assert inspector.url("localhost", 9000) == f"http://localhost:9000{PREFIX}/#token={TOKEN}"
+
+    def test_url_quotes_a_token_the_page_must_decode(self, hub: Hub) -> None:
+        """A token with URL-special characters is percent-encoded (URLSearchParams would read `+` as a space)."""
+        token = "a+b/c=d&e#f%g" + "x" * 20
+        url = Inspector(hub, prefix=PREFIX, token=token).url("127.0.0.1", 8000)
+        assert url.endswith("#token=a%2Bb%2Fc%3Dd%26e%23f%25g" + "x" * 20)
 
     def test_prefix_must_not_be_the_root(self, hub: Hub) -> None:
         """Serving the inspector at / would shadow the whole app."""
@@ -460,7 +455,7 @@ class TestWebSocket:
         """A valid client gets hello, lint, the buffer, then live events."""
         hub.set_lint([{"code": "lint_code", "message": "a finding"}])
         hub.publish(make_record(exchange_id="before"))
-        async with connect(ws_url(server), origin=websockets.Origin(server)) as ws:
+        async with authed(server) as ws:
             hello = json.loads(await ws.recv())
             assert hello["type"] == "hello" and hello["epoch"] == hub.epoch
             assert (await recv_until(ws, "lint"))["findings"] == [{"code": "lint_code", "message": "a finding"}]
@@ -473,23 +468,37 @@ class TestWebSocket:
             assert [r["exchange_id"] for r in live["events"]] == ["after"]
 
     @pytest.mark.anyio
-    async def test_cookie_authorizes_the_websocket(self, server: str) -> None:
-        """The cookie the page got is enough; no token in the WebSocket URL."""
-        async with connect(
-            ws_url(server, ""),
-            origin=websockets.Origin(server),
-            additional_headers={"Cookie": f"{COOKIE_NAME}={TOKEN}"},
-        ) as ws:
-            assert json.loads(await ws.recv())["type"] == "hello"
+    async def test_the_server_selects_our_protocol_and_never_echoes_the_token(self, server: str) -> None:
+        """The handshake answer names `corstrace.v1`; the protocol carrying the token stays unanswered."""
+        async with authed(server) as ws:
+            assert ws.subprotocol == "corstrace.v1"
+            assert ws.response is not None
+            assert TOKEN.encode().hex() not in str(ws.response.headers)
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize(
+        ("query", "headers"),
+        [
+            (f"token={TOKEN}", {}),
+            ("", {"Cookie": f"corstrace_inspector={TOKEN}"}),
+            ("", {"Authorization": f"Bearer {TOKEN}"}),
+        ],
+    )
+    async def test_a_token_anywhere_but_the_handshake_protocol_opens_nothing(
+        self, server: str, query: str, headers: dict[str, str]
+    ) -> None:
+        """Query strings land in access logs and cookies reach every port: neither is a credential any more."""
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with connect(ws_url(server, query), origin=websockets.Origin(server), additional_headers=headers):
+                pass
+        assert refused.value.response.status_code == 403
 
     @pytest.mark.anyio
     async def test_reconnect_with_since_resumes_where_it_left_off(self, hub: Hub, server: str) -> None:
         """?since=<epoch>:<seq> replays only the records after the cursor."""
         for index in range(4):
             hub.publish(make_record(exchange_id=str(index)))
-        async with connect(
-            ws_url(server, f"token={TOKEN}&since={hub.epoch}:2"), origin=websockets.Origin(server)
-        ) as ws:
+        async with authed(server, f"since={hub.epoch}:2") as ws:
             events = await recv_until(ws, "events")
         assert [r["seq"] for r in events["events"]] == [3, 4]
 
@@ -498,29 +507,60 @@ class TestWebSocket:
         """When the cursor fell out of the ring the client is told how many events it missed."""
         for _ in range(60):
             hub.publish(make_record())
-        async with connect(
-            ws_url(server, f"token={TOKEN}&since={hub.epoch}:1"), origin=websockets.Origin(server)
-        ) as ws:
+        async with authed(server, f"since={hub.epoch}:1") as ws:
             reset = await recv_until(ws, "reset")
         assert (reset["reason"], reset["missed"]) == ("gap", 9)
 
     @pytest.mark.anyio
     @pytest.mark.parametrize(
-        ("query", "origin", "status"),
-        [
-            (f"token={TOKEN}", "http://evil.example", 403),
-            (f"token={TOKEN}", "null", 403),
-            (f"token={TOKEN}", None, 403),
-            ("", "SELF", 403),
-            ("token=wrong-token", "SELF", 403),
+        "since",
+        ["%C2%B2", "1" * 5000, "EPOCH:" + "9" * 5000, "EPOCH:%C2%B2", "EPOCH:-1", "EPOCH:1e3", "EPOCH:", ":", "%00"],
+        ids=[
+            "superscript-two",
+            "5000-digits",
+            "epoch-5000-digits",
+            "epoch-superscript",
+            "negative",
+            "float",
+            "empty",
+            "colon",
+            "nul",
         ],
     )
-    async def test_handshake_refusals(self, server: str, query: str, origin: str | None, status: int) -> None:
-        """A foreign, null or missing Origin, or a missing or wrong token, is refused before accept."""
+    async def test_a_malformed_cursor_is_answered_with_a_reset_and_the_full_buffer(
+        self, hub: Hub, server: str, since: str
+    ) -> None:
+        """A `since` of `²`, thousands of digits or any other garbage gets a reset and the buffer, never an error."""
+        hub.publish(make_record(exchange_id="kept"))
+        async with authed(server, "since=" + since.replace("EPOCH", hub.epoch)) as ws:
+            reset = await recv_until(ws, "reset")
+            events = await recv_until(ws, "events")
+        assert reset["reason"] == "cursor"
+        assert [r["exchange_id"] for r in events["events"]] == ["kept"]
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize(
+        ("protocols", "origin", "status"),
+        [
+            (PROTOCOLS, "http://evil.example", 403),
+            (PROTOCOLS, "null", 403),
+            (PROTOCOLS, None, 403),
+            (None, "SELF", 403),
+            (["corstrace.v1"], "SELF", 403),
+            (["corstrace.v1", auth_protocol("wrong-token-wrong-token-wrong")], "SELF", 403),
+            (["corstrace.v1", "corstrace.auth.zz"], "SELF", 403),
+        ],
+    )
+    async def test_handshake_refusals(
+        self, server: str, protocols: list[str] | None, origin: str | None, status: int
+    ) -> None:
+        """A foreign, null or missing Origin, or a missing, wrong or garbled token, is refused before accept."""
         origin_header = server if origin == "SELF" else origin
         with pytest.raises(websockets.InvalidStatus) as refused:
             async with connect(
-                ws_url(server, query), origin=websockets.Origin(origin_header) if origin_header else None
+                ws_url(server),
+                origin=websockets.Origin(origin_header) if origin_header else None,
+                subprotocols=protocols,  # type: ignore[arg-type]
             ):
                 pass
         assert refused.value.response.status_code == status
@@ -528,9 +568,9 @@ class TestWebSocket:
     @pytest.mark.anyio
     async def test_other_paths_under_the_prefix_refuse_websockets(self, server: str) -> None:
         """Only /ws speaks WebSocket."""
-        url = server.replace("http://", "ws://") + f"{PREFIX}/other?token={TOKEN}"
+        url = server.replace("http://", "ws://") + f"{PREFIX}/other"
         with pytest.raises(websockets.InvalidStatus) as refused:
-            async with connect(url, origin=websockets.Origin(server)):
+            async with connect(url, origin=websockets.Origin(server), subprotocols=PROTOCOLS):  # type: ignore[arg-type]
                 pass
         assert refused.value.response.status_code == 404
 
@@ -540,9 +580,7 @@ class TestWebSocket:
     ) -> None:
         """A client that never reads makes the hub drop (and count) its events while every request is answered."""
         # No compression: a padded record would otherwise shrink to a few bytes and never fill a buffer.
-        async with connect(
-            ws_url(server), origin=websockets.Origin(server), max_queue=1, compression=None, max_size=None
-        ) as stalled:
+        async with authed(server, max_queue=1, compression=None, max_size=None) as stalled:
             assert json.loads(await stalled.recv())["type"] == "hello"  # accepted; now never read again
             answered = 0
             async with httpx.AsyncClient(base_url=server) as http:
@@ -559,7 +597,7 @@ class TestWebSocket:
     @pytest.mark.anyio
     async def test_drops_are_reported_to_the_client(self, hub: Hub, server: str) -> None:
         """A client that fell behind gets a `dropped` message with the count."""
-        async with connect(ws_url(server), origin=websockets.Origin(server)) as ws:
+        async with authed(server) as ws:
             await recv_until(ws, "synced")
             async with httpx.AsyncClient(base_url=server) as http:
                 await http.get("/publish-many?count=20")  # queue of 8: 12 dropped within one loop turn
@@ -579,6 +617,7 @@ class _Socket:
         self.accepted = anyio.Event()
         self.disconnect = anyio.Event()
         self._connected = False
+        self._changed = anyio.Event()
 
     async def receive(self) -> dict[str, Any]:
         if not self._connected:
@@ -587,8 +626,18 @@ class _Socket:
         await self.disconnect.wait()
         return {"type": "websocket.disconnect", "code": 1000}
 
+    async def wait_for_text(self, fragment: str) -> None:
+        """Until the app has sent a text frame containing ``fragment``."""
+        while True:
+            changed = self._changed
+            if any(fragment in message.get("text", "") for message in self.sent):
+                return
+            await changed.wait()
+
     async def send(self, message: dict[str, Any]) -> None:
         self.sent.append(message)
+        self._changed.set()
+        self._changed = anyio.Event()
         if message["type"] == "websocket.accept":
             self.accepted.set()
         elif self.stall and message["type"] == "websocket.send":
@@ -599,8 +648,12 @@ def ws_scope(**overrides: Any) -> dict[str, Any]:
     scope: dict[str, Any] = {
         "type": "websocket",
         "path": f"{PREFIX}/ws",
-        "query_string": f"token={TOKEN}".encode(),
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000")],
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"origin", b"http://127.0.0.1:8000"),
+            (b"sec-websocket-protocol", ", ".join(PROTOCOLS).encode()),
+        ],
         "client": ("127.0.0.1", 50000),
         "scheme": "ws",
         "extensions": {"websocket.http.response": {}},
@@ -625,6 +678,9 @@ class TestAsgiWebSocket:
             [(b"host", b"rebind.attacker.example:8000"), (b"origin", b"http://rebind.attacker.example:8000")],
             [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:9999")],
             [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000"), (b"x-forwarded-for", b"1.2.3.4")],
+            [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000"), (b"via", b"1.1 nginx")],
+            [(b"host", b"127.0.0.1:8000"), (b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000")],
+            [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000"), (b"origin", b"http://evil.example")],
         ],
     )
     async def test_rebinding_foreign_port_and_proxied_handshakes_are_refused(
@@ -671,19 +727,16 @@ class TestAsgiWebSocket:
         assert hub.stats()["clients"] == 0
 
 
-def test_no_os_specific_token_path_leaks_into_the_prefix() -> None:
-    """The cookie path is the prefix, so the token cookie is never sent to the application's own routes."""
-    assert os.path.sep not in PREFIX[1:]
-
-
 def test_records_sharing_their_constant_part_encode_as_plain_records_do() -> None:
+    """The hub's once-encoded JSON of a shared record decodes to exactly the record, like a plain one."""
     from corstrace._inspector.hub import Shared, SharedRecord
-    from corstrace._inspector.server import _dumps, _events_frame
 
+    hub = Hub()
     shared = Shared()
-    plain = [make_record(exchange_id=f'ex-"{i}"\u2028é', duration_ms=i / 3, ts=1.0 + i) | {"seq": i} for i in range(3)]
+    plain = [make_record(exchange_id=f'ex-"{i}"\u2028é', duration_ms=i / 3, ts=1.0 + i) for i in range(3)]
     records: list[dict[str, Any]] = [SharedRecord(record, shared) for record in plain]
     records.append(make_record(exchange_id="alone", explanation="not shared: \u2028 «»"))
-    frame = _events_frame(records, snapshot=False)
-    assert json.loads(frame) == json.loads(_dumps({"type": "events", "events": records, "snapshot": False}))
+    for record in records:
+        hub.publish(record)
+    assert hub.records() == [dict(record) for record in records]
     assert shared.json is not None and '"exchange_id"' not in shared.json  # encoded once, per-leg keys apart

@@ -47,9 +47,9 @@ def open_inspector(page: Any, base: str) -> list[str]:
     """Open the inspector with its token and wait until it is live; returns the list of dialogs seen."""
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.goto(f"{base}{PREFIX}/?token={TOKEN}")
-    assert page.url == f"{base}{PREFIX}/", "the token is traded for a cookie and dropped from the URL"
+    page.goto(f"{base}{PREFIX}/#token={TOKEN}")
     expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    assert page.url == f"{base}{PREFIX}/", "the token is moved to sessionStorage and dropped from the URL"
     return dialogs
 
 

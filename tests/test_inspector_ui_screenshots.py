@@ -149,6 +149,7 @@ def test_screenshots_of_the_inspector_for_the_readme(inspector_page: Any) -> Non
     rows.filter(has_text="/items/1").click()
     expect(detail).to_contain_text("Response to preflight request doesn't pass access control check")
     expect(detail.get_by_role("button", name="Copy fix")).to_be_visible()
+    expect(detail.locator(".verified")).to_contain_text("Verified")  # the README shows a proven fix (issue 15)
     blocked = shoot(page, "inspector-blocked-preflight.png")
 
     rows.filter(has_text="/crash").click()

@@ -116,9 +116,12 @@ def test_preflight_for_a_method_not_allowed_explains_starlettes_400(logs: list[d
     assert "PUT is not in allow_methods" in event["explanation"] and "(the default)" in event["explanation"]
     assert "It does not have HTTP ok status" in event["explanation"]
     assert "it never sends the actual `PUT` request" in event["explanation"]
-    assert event["fix"] == (
-        'app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"], allow_methods=["GET", "PUT"])'
+    # The server cannot tell whether the page sends credentials: the fix covers both modes (issue 15).
+    assert event["fix_code"] == (
+        'app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"], allow_methods=["GET", "PUT"], '
+        "allow_credentials=True)"
     )
+    assert event["fix_verified"] is True and event["fix"].endswith(event["fix_code"])
 
 
 def test_preflight_from_a_near_miss_origin_names_the_difference(logs: list[dict[str, Any]]) -> None:
@@ -258,12 +261,37 @@ def test_secrets_never_reach_an_event(logs: list[dict[str, Any]]) -> None:
     assert ["authorization", "Bearer [redacted]"] in event["request_headers"]
 
 
-def test_identical_blocked_exchanges_are_logged_once(logs: list[dict[str, Any]]) -> None:
-    """A frontend looping on a blocked request is logged once per window, repeats counted."""
+def test_identical_blocked_exchanges_are_logged_three_times_then_counted(logs: list[dict[str, Any]]) -> None:
+    """A frontend looping on a blocked request: the first three legs per window are logged, the rest counted."""
+    with TestClient(make_app()) as client:
+        for _ in range(50):
+            client.get("/items", headers={"Origin": "http://localhost:5173"})
+    assert len([e for e in logs if e["event"] == "cors.blocked"]) == 3
+    (summary,) = [e for e in logs if e["event"] == "cors.blocked.summary"]
+    assert summary["suppressed"] == 47
+
+
+def test_a_second_click_on_a_broken_button_is_logged(logs: list[dict[str, Any]]) -> None:
+    """Two identical blocked legs within the window are both logged (flood control starts later)."""
     client = TestClient(make_app())
-    for _ in range(50):
+    for _ in range(2):
         client.get("/items", headers={"Origin": "http://localhost:5173"})
-    assert len([e for e in logs if e["event"] == "cors.blocked"]) == 1
+    assert len([e for e in logs if e["event"] == "cors.blocked"]) == 2
+
+
+def test_repeats_are_reported_on_the_next_logged_leg(logs: list[dict[str, Any]], monkeypatch: Any) -> None:
+    """Once the window has passed, the next identical leg is logged with the count of those suppressed."""
+    import types
+
+    clock = [1000.0]  # the legs' own clock: windows run on when each leg started
+    monkeypatch.setattr("corstrace._leg.time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    client = TestClient(make_app())
+    for _ in range(5):
+        client.get("/items", headers={"Origin": "http://localhost:5173"})
+    clock[0] += 61
+    client.get("/items", headers={"Origin": "http://localhost:5173"})
+    blocked = [e for e in logs if e["event"] == "cors.blocked"]
+    assert len(blocked) == 4 and blocked[-1]["repeats_suppressed"] == 2
 
 
 def test_scanner_with_random_origins_is_capped(logs: list[dict[str, Any]]) -> None:
@@ -374,9 +402,10 @@ def test_startup_inspector_url_comes_from_the_command_line(argv: list[str], addr
 def test_startup_announces_the_inspector_url(logs: list[dict[str, Any]], monkeypatch: Any) -> None:
     """Under `uvicorn app --port 8001` the startup event carries the full inspector URL with its token."""
     monkeypatch.setattr("sys.argv", ["/venv/bin/uvicorn", "main:app", "--port", "8001"])
-    monkeypatch.setenv("CORSTRACE_INSPECTOR_TOKEN", "tok")
+    token = "Tk3q9ZpLw2mXv8RbNc4YdS7e"
+    monkeypatch.setenv("CORSTRACE_INSPECTOR_TOKEN", token)
     with TestClient(make_app(trace={"inspector": True})):
         pass
     (event,) = [e for e in logs if e["event"] == "corstrace.inspector"]
-    assert event["url"] == "http://127.0.0.1:8001/_corstrace/?token=tok"
-    assert event["message"] == "open http://127.0.0.1:8001/_corstrace/?token=tok"
+    assert event["url"] == f"http://127.0.0.1:8001/_corstrace/#token={token}"
+    assert event["message"] == f"open http://127.0.0.1:8001/_corstrace/#token={token}"

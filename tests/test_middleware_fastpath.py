@@ -120,7 +120,8 @@ def _perturbed(scope: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
 
 def _leg(scope: dict[str, Any], status: int | None, response: list[tuple[bytes, bytes]]) -> Leg:
     """The leg the middleware would record for this request and answer."""
-    origin, host, keyed = scan(scope["headers"], request_key_names())
+    host, keyed = scan(scope["headers"], request_key_names())
+    origin = next((value for name, value in scope["headers"] if name == b"origin"), None)
 
     async def nothing(*args: Any) -> Any:  # pragma: no cover - the leg's ASGI wrappers are not used here
         return None
@@ -268,14 +269,26 @@ def test_a_remembered_event_follows_every_request_header() -> None:
 
 
 def _crash_events(crash: Any, count: int) -> list[dict[str, Any]]:
-    """``count`` identical requests to one URL whose handler is ``crash``."""
-    app = Starlette(routes=[Route("/crash", crash)])
+    """``count`` identical requests to one URL whose handler is ``crash``.
+
+    A first crash is described without the source lines linecache does not hold yet (reading them would block the
+    event loop) and they are read in a thread: a warm-up crash and ``settle()`` first, so every event compared
+    here has them.
+    """
+    from corstrace import _crash
+
+    def warm_up(request: Any) -> Any:
+        raise RuntimeError("warm-up")
+
+    app = Starlette(routes=[Route("/crash", crash), Route("/warm-up", warm_up)])
     app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"])
     app.add_middleware(CORSTraceMiddleware, inspector=False, aggregate_window=0)
     with TestClient(app, raise_server_exceptions=False) as client, capture_logs() as logs:
+        client.get("/warm-up", headers={"Origin": "http://localhost:3000"})
+        _crash.settle()
         for _ in range(count):
             client.get("/crash", headers={"Origin": "http://localhost:3000"})
-    return [entry for entry in logs if entry["event"] == "cors.blocked"]
+    return [entry for entry in logs if entry["event"] == "cors.blocked" and entry["path"] == "/crash"]
 
 
 @pytest.mark.usefixtures("restore_structlog")

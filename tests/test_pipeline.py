@@ -25,11 +25,11 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Message
 
 from corstrace import CORSTraceMiddleware, engine
 from corstrace._event import LegEvent
 from corstrace._inspector.hub import Hub
+from tests.support import call_asgi as _call
 from tests.support import http_scope
 
 FRONTEND = "http://localhost:3000"
@@ -55,22 +55,6 @@ def _app(**trace: Any) -> Any:
             Middleware(CORSMiddleware, allow_origins=[FRONTEND], allow_methods=["GET", "PUT"]),
         ],
     )
-
-
-async def _call(app: Any, scope: dict[str, Any]) -> list[Message]:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    try:
-        await app(scope, receive, send)
-    except RuntimeError:
-        pass
-    return sent
 
 
 def _scope(method: str = "GET", path: str = "/items", headers: list[tuple[bytes, bytes]] | None = None,

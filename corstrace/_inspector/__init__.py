@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from corstrace._inspector.hub import Hub, Subscription
 from corstrace._inspector.server import Inspector
-from corstrace._inspector.token import inspector_enabled, load_token
+from corstrace._inspector.token import current_token, current_token_async, inspector_enabled, load_token
 
-__all__ = ["Hub", "Inspector", "Subscription", "inspector_enabled", "load_token"]
+__all__ = [
+    "Hub",
+    "Inspector",
+    "Subscription",
+    "current_token",
+    "current_token_async",
+    "inspector_enabled",
+    "load_token",
+]
