@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -39,6 +41,9 @@ VARIANT_LABELS = {
     "inspector": "+ corstrace, inspector on, one reading client",
     "stalled": "+ corstrace, inspector on, one stalled client",
     "otel": "+ OpenTelemetry ASGI middleware (SDK provider)",
+    # Counted by bench.instructions only (not in the timed table):
+    "no-otel": "+ corstrace, opentelemetry-api not installed (simulated)",
+    "otel+corstrace": "+ OpenTelemetry ASGI middleware, corstrace inside its span",
 }
 KINDS = ("no_origin", "simple", "preflight", "blocked", "error")
 KIND_LABELS = {
@@ -115,6 +120,13 @@ def build(variant: str) -> ASGIApp:
     if variant == "corstrace":
         app.add_middleware(CORSTraceMiddleware, inspector=False)
         return app
+    if variant == "no-otel":
+        # FastAPI itself imports opentelemetry-api (a dependency since 0.16x), so corstrace's probe for it is what
+        # is hidden: the stack is built now, while find_spec() finds no OpenTelemetry.
+        app.add_middleware(CORSTraceMiddleware, inspector=False)
+        with _opentelemetry_not_found():
+            app.middleware_stack = app.build_middleware_stack()
+        return app
     if variant in ("inspector", "stalled"):
         app.add_middleware(CORSTraceMiddleware, inspector=True)
         return app
@@ -124,8 +136,31 @@ def build(variant: str) -> ASGIApp:
 
         # An explicit provider, never a global one (see the module docstring).
         return OpenTelemetryMiddleware(app, tracer_provider=TracerProvider())
+    if variant == "otel+corstrace":
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+        from opentelemetry.sdk.trace import TracerProvider
+
+        # The README's order: the instrumentation wraps the whole app, corstrace runs inside its server span.
+        app.add_middleware(CORSTraceMiddleware, inspector=False)
+        return OpenTelemetryMiddleware(app, tracer_provider=TracerProvider())
     msg = f"unknown variant {variant!r}"
     raise ValueError(msg)
+
+
+@contextlib.contextmanager
+def _opentelemetry_not_found() -> Iterator[None]:
+    # Patched by hand, not with unittest.mock: an import more makes the heap, and so every garbage collection
+    # inside the counted loop, bigger; instruction counts move by thousands with the heap's size.
+    find_spec = importlib.util.find_spec
+
+    def without_opentelemetry(name: str, package: str | None = None) -> Any:
+        return None if name.split(".")[0] == "opentelemetry" else find_spec(name, package)
+
+    importlib.util.find_spec = without_opentelemetry
+    try:
+        yield
+    finally:
+        importlib.util.find_spec = find_spec
 
 
 def http_scope(kind: str, *, origin: str | None = None, path: str | None = None) -> Scope:

@@ -28,6 +28,8 @@ from bench.apps import KIND_LABELS, KINDS, VARIANT_LABELS, build, call, configur
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("bare", "observing", "deciding", "corstrace", "inspector")
+# Counted when asked for (--variants): OpenTelemetry absent, OpenTelemetry's middleware alone and with corstrace.
+OTEL_VARIANTS = ("no-otel", "otel", "otel+corstrace")
 LABELS = {**VARIANT_LABELS, "inspector": "+ corstrace, inspector on, no client (request path only)"}
 # callgrind counts only inside this C function: the measured loop is the one functools.reduce call.
 _MARKER = "functools_reduce"
@@ -118,13 +120,21 @@ def format_table(counts: dict[str, dict[str, float]], n: int) -> str:
         bare = counts[kind]["bare"]
         cells = " | ".join(f"{counts[kind][v] / bare:.3f}× ({(counts[kind][v] - bare) / 1000:+.1f}k)" for v in variants)
         lines.append(f"| {KIND_LABELS[kind]} | {bare / 1000:.1f}k | {cells} |")
+    if "otel" in variants and "otel+corstrace" in variants:
+        lines += ["", "corstrace on top of OpenTelemetry's ASGI middleware (otel+corstrace minus otel):", ""]
+        for kind in kinds:
+            otel, both = counts[kind]["otel"], counts[kind]["otel+corstrace"]
+            added = f"{(both - otel) / 1000:+.1f}k ({both / otel:.3f}× the instrumented app)"
+            lines.append(f"- {KIND_LABELS[kind]}: {added}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, from {','.join(KINDS)}")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {','.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated, from {','.join(VARIANTS + OTEL_VARIANTS)}"
+    )
     parser.add_argument("--requests", type=int, default=300, help="requests counted per cell (default 300)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once (default: CPUs)")
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "KIND", "N"), help=argparse.SUPPRESS)
@@ -135,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     kinds = tuple(args.kinds.split(","))
     variants = tuple(dict.fromkeys(("bare", *args.variants.split(","))))
-    unknown = (set(kinds) - set(KINDS)) | (set(variants) - set(VARIANTS))
+    unknown = (set(kinds) - set(KINDS)) | (set(variants) - set(VARIANTS + OTEL_VARIANTS))
     if unknown:
         parser.error(f"unknown kinds or variants: {', '.join(sorted(unknown))}")
     if args.requests < 1:

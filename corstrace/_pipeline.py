@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from corstrace import _config, _layers, _startup
+from corstrace import _config, _layers, _otel, _startup
 from corstrace._crash import Crashes
 from corstrace._decision import Decision, Decisions, decision_of
 from corstrace._escape import escape_all, escape_control
@@ -60,12 +60,17 @@ class Recorder:
         # Whether structlog keeps debug events, re-read at most every DEBUG_RECHECK seconds (see there).
         self._debug = True
         self._debug_next = 0.0
+        # OpenTelemetry hook (corstrace._otel): None unless opentelemetry-api is installed.
+        self.spans = _otel.find(self.record, getattr(tracer, "app", None))
 
     # --- the request path ---------------------------------------------------------------------
 
     @guarded
     def record(self, leg: Leg) -> None:
         """Decide, link and publish one finished HTTP leg."""
+        spans = self.spans  # OpenTelemetry hook: a traced leg may have recorded itself as its response completed
+        if spans is not None and type(leg) is not Leg and spans.recorded(leg):
+            return
         if leg.status is None and leg.outcome != "completed" and leg.outcome != "exception":
             self._aborted(leg)
             return
@@ -99,10 +104,14 @@ class Recorder:
                 self._debug = debug_enabled()
                 self._debug_next = now + DEBUG_RECHECK
             logged = self._debug
-        if logged or self.hub is not None:
+        span = None  # OpenTelemetry hook: a traced leg is counted and its verdict set on its span
+        if spans is not None and type(leg) is not Leg:
+            exchange_id = exchange_id or tracker.new_id()
+            span = spans.decided(leg, decision, preflight, tracker.id_text(exchange_id))
+        if logged or self.hub is not None or span is not None:
             if facts is None:
                 facts = self._facts(leg, link)
-            self._publish(leg, facts, verdict, exchange_id or tracker.new_id(), link, logged, admission)
+            self._publish(leg, facts, verdict, exchange_id or tracker.new_id(), link, logged, admission, span)
         if (pending or preflight) and now >= tracker.next_sweep:
             self._expire(now)
 
@@ -147,6 +156,7 @@ class Recorder:
         link: Link | None,
         logged: bool,
         admission: Admission | None,
+        span: Any = None,
     ) -> None:
         """Build the leg's event and hand it to the sinks; keep what Chromium's preflight cache will reuse."""
         tracker = self._tracker
@@ -160,6 +170,8 @@ class Recorder:
         event = finish(body, tracker.id_text(exchange_id), leg.duration_ms())
         if logged:
             log_leg(event, admission)
+        if span is not None and self.spans is not None:  # OpenTelemetry hook: a blocked leg's span event
+            self.spans.blocked(span, event)
         hub = self.hub
         if hub is not None:
             record = SharedRecord(event, common)

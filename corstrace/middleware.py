@@ -16,7 +16,8 @@ WebSocket wrapper. What happens to a finished leg is :mod:`corstrace._pipeline`'
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -79,6 +80,12 @@ class CORSTraceMiddleware:
         self._recorder = Recorder(
             self, redactor=Redactor(redact_headers), aggregate_window=aggregate_window, hub=hub, inspector=inspector_ui
         )
+        # OpenTelemetry hook (corstrace._otel): with opentelemetry-api installed, a traced request's leg is one
+        # that puts its verdict on the request's span; otherwise every leg is a plain Leg.
+        spans = self._recorder.spans
+        self._new_leg: Callable[[Scope, bytes, bytes | None, list[Any], Receive, Send], Leg] = (
+            Leg if spans is None else spans.leg
+        )
 
     def inspector_url(self, host: str, port: int) -> str | None:
         """The inspector's URL (with its token) on ``host:port``; None when the inspector is off."""
@@ -110,7 +117,7 @@ class CORSTraceMiddleware:
             recorder = self._recorder
             if not recorder.linted:
                 recorder.startup(scope.get("app"), sys.argv)
-            leg = Leg(scope, origin, host, keyed, receive, send)
+            leg = self._new_leg(scope, origin, host, keyed, receive, send)
             if kind != "http":
                 await self._trace_websocket(leg)
                 return
