@@ -388,9 +388,9 @@ def _log(what: str, fields: dict[str, Any]) -> None:
     pid = fields.get("pid")
     if what == "dropped":
         message = f"{name} (pid {pid}) dropped {fields['count']} record(s) before they reached the collector"
-        logger.warning("corstrace.collector", event_kind=what, **fields, message=message)
+        logger.warning("corstrace.collector.source", event_kind=what, **fields, message=message)
     else:
-        logger.info("corstrace.collector", event_kind=what, **fields, message=f"{name} (pid {pid}) {what}")
+        logger.info("corstrace.collector.source", event_kind=what, **fields, message=f"{name} (pid {pid}) {what}")
 
 
 __all__ = ["Collector", "CollectorHub", "Source", "ingest_refusal"]

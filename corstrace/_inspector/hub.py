@@ -427,8 +427,9 @@ class Hub:
         return [json.loads(text) for text in texts]
 
     def stats(self) -> dict[str, Any]:
-        """Counters for the heartbeat: published, buffered (records and bytes), clients, drops, records cut or
-        replaced because they were over the per-record limit (``oversized``)."""
+        """Counters for the heartbeat: published, buffered (records and bytes), clients (pages), followers (a
+        collector's sender), drops, records cut or replaced because they were over the per-record limit
+        (``oversized``)."""
         with self._lock:
             return {
                 "epoch": self.epoch,
@@ -438,6 +439,7 @@ class Hub:
                 "buffer_size": self.buffer_size,
                 "buffer_bytes": self.buffer_bytes,
                 "clients": sum(1 for subscriber in self._subscribers if not isinstance(subscriber, Follower)),
+                "followers": sum(1 for subscriber in self._subscribers if isinstance(subscriber, Follower)),
                 "dropped": self._dropped,
                 "oversized": self._oversized,
             }
