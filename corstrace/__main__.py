@@ -5,6 +5,7 @@ Subcommands:
 - ``demo``: the example API, the example frontend and the inspector, in one process.
 - ``check``: send what Chromium sends for one cross-origin request to any server, and judge it.
 - ``explain``: explain every cross-origin request in a HAR file exported from DevTools.
+- ``inspector``: one inspector page for every worker and app (the collector they publish to).
 
 Exit codes: 0 allowed, 1 blocked (``check``/``explain``), 2 usage, network or file errors, and 141
 (128 + SIGPIPE, what a shell reports for ``yes | head -1``) when the reader of the output went away.
@@ -107,6 +108,28 @@ def _add_explain_command(commands: argparse._SubParsersAction[argparse.ArgumentP
     explain.set_defaults(handler=_run_explain)
 
 
+def _run_inspector(args: argparse.Namespace) -> int:
+    from corstrace._inspector.collector_cli import run
+
+    return run(args)
+
+
+def _add_inspector_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from corstrace._inspector.collector_cli import add_arguments
+
+    inspector = commands.add_parser(
+        "inspector",
+        help="one inspector page for every worker and app: the collector they publish to",
+        description=(
+            "Serve the inspector page on a loopback port and collect the records of every worker process and app "
+            "started with CORSTRACE_COLLECTOR=http://127.0.0.1:PORT (or CORSTraceMiddleware(collector=...)). "
+            "Prints the page's URL; Ctrl-C stops it. Workers keep their records while it is down."
+        ),
+    )
+    add_arguments(inspector)
+    inspector.set_defaults(handler=_run_inspector)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``corstrace`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -118,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_command(commands)
     _add_check_command(commands)
     _add_explain_command(commands)
+    _add_inspector_command(commands)
     return parser
 
 

@@ -24,6 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from corstrace import _heal, _log
 from corstrace._decision import request_key_names
 from corstrace._inspector.hub import Hub
+from corstrace._inspector.ingest import collector_address
+from corstrace._inspector.publisher import Publisher, PublishingHub
 from corstrace._inspector.server import Inspector
 from corstrace._inspector.token import inspector_enabled
 from corstrace._leg import ORIGIN, Leg, same_origin, scan
@@ -49,6 +51,11 @@ class CORSTraceMiddleware:
             the 500 with the CORS headers CORSMiddleware would have added, so the page sees the real
             500 instead of a CORS error. Every healed response is logged as such.
         aggregate_window: Seconds during which identical blocked exchanges are counted, not logged.
+        collector: Publish records to the ``corstrace inspector`` collector at this loopback URL (for
+            example ``"http://127.0.0.1:2677"``; ``True`` for that default) instead of serving this process's
+            own inspector: one page for every worker and app. ``None`` (the default) reads
+            ``CORSTRACE_COLLECTOR``. With ``inspector=True`` the process does both; with the inspector off
+            (``inspector=False`` or ``CORSTRACE_INSPECTOR=0``) it does neither.
     """
 
     def __init__(
@@ -61,6 +68,7 @@ class CORSTraceMiddleware:
         redact_headers: Sequence[str] = (),
         heal_errors: bool = False,
         aggregate_window: float = _log.AGGREGATE_WINDOW,
+        collector: str | bool | None = None,
     ) -> None:
         if isinstance(redact_headers, str):
             msg = "`redact_headers` must be a list of header names, not a string."
@@ -71,9 +79,16 @@ class CORSTraceMiddleware:
         self.app = app
         self.heal_errors = heal_errors
         hub = inspector_ui = None
+        self._publisher: Publisher | None = None
         if inspector_enabled(inspector):
-            hub = Hub(buffer_size=buffer_size)
-            inspector_ui = Inspector(hub, prefix=inspector_prefix)
+            address = collector_address(collector)
+            if address is None:
+                hub = Hub(buffer_size=buffer_size)
+            else:  # the collector serves the page; this worker only publishes (unless inspector=True)
+                hub = PublishingHub(address, buffer_size=buffer_size)
+                self._publisher = hub.publisher
+            if address is None or inspector is True:
+                inspector_ui = Inspector(hub, prefix=inspector_prefix)
         self._inspector = inspector_ui
         # The request headers a leg keeps: the ones the engine decides on (see corstrace._decision), and Host.
         self._keyed = request_key_names()
@@ -149,6 +164,8 @@ class CORSTraceMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._recorder.startup(scope.get("app"), sys.argv)
+        if self._publisher is not None:
+            self._publisher.start()  # connect at startup, not only with the first record
         try:
             await self.app(scope, receive, send)
         finally:

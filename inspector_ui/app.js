@@ -16,6 +16,9 @@ const state = {
   lastSeq: null,
   version: "",
   pid: null,
+  collector: false, // a `corstrace inspector` collector: records come from several processes
+  processes: null,
+  upstreamDropped: 0,
   bufferSize: null,
   heartbeat: 10,
   paused: false,
@@ -122,6 +125,8 @@ function handle(message) {
       state.epoch = message.epoch;
       state.version = message.version || "";
       state.pid = message.pid ?? null;
+      state.collector = Boolean(message.collector);
+      state.processes = typeof message.processes === "number" ? message.processes : null;
       state.bufferSize = message.buffer_size ?? null;
       state.heartbeat = Number(message.heartbeat) || 10;
       setConn(state.paused ? "paused" : "live", liveText());
@@ -153,6 +158,14 @@ function handle(message) {
         state.dropped = message.client_dropped;
         renderDropped();
       }
+      if (typeof message.upstream_dropped === "number" && message.upstream_dropped > state.upstreamDropped) {
+        state.upstreamDropped = message.upstream_dropped;
+        state.droppedDismissed = false;
+      }
+      if (state.collector && typeof message.processes === "number" && message.processes !== state.processes) {
+        state.processes = message.processes;
+        if (socket) setConn(state.paused ? "paused" : "live", state.paused ? "paused" : liveText());
+      }
       break;
     default:
       break; // newer servers may send more; ignore what this page does not know
@@ -162,7 +175,10 @@ function handle(message) {
 
 function liveText() {
   const parts = ["live"];
-  if (state.pid !== null) parts.push(`pid ${state.pid}`);
+  if (state.collector) {
+    parts.push("collector");
+    if (state.processes !== null) parts.push(`${state.processes} process${state.processes === 1 ? "" : "es"}`);
+  } else if (state.pid !== null) parts.push(`pid ${state.pid}`);
   return parts.join(" · ");
 }
 
@@ -265,7 +281,7 @@ function renderList() {
 
 function rowSig(group, selected) {
   const latest = group.latest;
-  return `${latest.key}|${latest.version}|${group.count}|${selected}`;
+  return `${latest.key}|${latest.version}|${group.count}|${selected}|${store.processCount() > 1}`;
 }
 
 function buildRow(group, index, selected) {
@@ -277,6 +293,8 @@ function buildRow(group, index, selected) {
   if (s.orphan) chips.push(h("span", { class: "chip chip-orphan", title: "The browser sent the preflight but never the request" }, "no request followed"));
   if (s.websocket) chips.push(h("span", { class: "chip" }, "websocket"));
   if (s.exception) chips.push(h("span", { class: "chip chip-exception" }, "exception"));
+  // Only once records came from more than one process (a collector): which one served this exchange.
+  if (s.process && store.processCount() > 1) chips.push(h("span", { class: "chip chip-process", title: `Served by ${s.process.label}` }, `pid ${s.process.pid}`));
   if (group.count > 1) chips.push(h("span", { class: "count", title: `${group.count} exchanges of this shape` }, `×${group.count}`));
   return h(
     "div",
@@ -375,12 +393,13 @@ function renderLint() {
 
 function renderDropped() {
   const banner = $("dropped-banner");
-  if ((!state.dropped && !state.missed) || state.droppedDismissed) {
+  if ((!state.dropped && !state.missed && !state.upstreamDropped) || state.droppedDismissed) {
     banner.hidden = true;
     return;
   }
   const parts = [];
   if (state.dropped) parts.push(`${state.dropped} event${state.dropped === 1 ? " was" : "s were"} dropped because this tab fell behind the server.`);
+  if (state.upstreamDropped) parts.push(`${state.upstreamDropped} event${state.upstreamDropped === 1 ? " was" : "s were"} dropped by worker processes before they reached the collector (their queue was full).`);
   if (state.missed) parts.push(`${state.missed} event${state.missed === 1 ? " was" : "s were"} lost while disconnected (no longer in the server's buffer${state.bufferSize ? ` of ${state.bufferSize}` : ""}).`);
   banner.hidden = false;
   banner.replaceChildren(

@@ -72,6 +72,7 @@ export class Store {
     this.originsDirty = false;
     this.preflightSeconds = new Map(); // whole second -> preflights received in it
     this.series = new Map(); // preflight series -> re-send statistics (max-age advice)
+    this.processes = new Set(); // "<pid> <name>" of the processes records came from (a collector has several)
     this.version++;
   }
 
@@ -100,6 +101,7 @@ export class Store {
     exchange.version++;
     if (isLeg) {
       exchange.legs.push(record);
+      this.countProcess(record.process);
       if (record.preflight) this.countPreflight(record);
     } else {
       exchange.notes.push(record);
@@ -164,6 +166,15 @@ export class Store {
       this.originCounts.delete(s.origin);
       this.originsDirty = true;
     }
+  }
+
+  countProcess(process) {
+    if (!process || typeof process !== "object" || this.processes.size > 1) return; // "more than one" is all the page asks
+    this.processes.add(`${String(process.pid)} ${String(process.name)}`);
+  }
+
+  processCount() {
+    return this.processes.size;
   }
 
   countPreflight(leg) {
@@ -473,6 +484,8 @@ function summarize(exchange) {
   }
   const statuses = hops.map((leg) => (leg.status == null ? "—" : String(leg.status)));
   const count = repeatCount(primary);
+  const from = hops.map((leg) => leg.process).find((p) => p && typeof p === "object");
+  const process = from ? { pid: String(from.pid ?? "?"), label: `${String(from.name ?? "?")} (pid ${String(from.pid ?? "?")})` } : null;
   exchange.summary = {
     verdict,
     reason,
@@ -488,8 +501,9 @@ function summarize(exchange) {
     orphan,
     websocket: Boolean(primary.websocket),
     exception: hops.some((leg) => leg.exception),
+    process,
     groupKey: [origin, hops.map(shapeOf).join("\u0003"), verdict, reason, orphan].join("\u0001"),
-    haystackParts: [origin, method, path, statuses.join(" "), verdict, reason, primary.url, primary.layer, blockedLeg?.browser_message],
+    haystackParts: [origin, method, path, statuses.join(" "), verdict, reason, primary.url, primary.layer, blockedLeg?.browser_message, process?.label],
     _haystack: null,
     // Built on the first text filter only: most exchanges are never searched.
     get haystack() {

@@ -272,6 +272,21 @@ class Subscription:
         return self._queued_bytes
 
 
+class Follower(Subscription):
+    """A reader that keeps its own cursor into the ring (the collector publisher): woken on every publish, lint
+    change and close, it queues nothing and drops nothing; it reads with :meth:`Hub.after`.
+
+    Registered like a client, so :meth:`Hub.publish` needs no code of its own for it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(1, 1)
+
+    def _offer(self, entry: Entry) -> int:
+        self._signal.raise_()
+        return 0
+
+
 class Hub:
     """A ring of recent records bounded by count and bytes, fanned out to subscribers that can never slow
     the publisher."""
@@ -406,6 +421,10 @@ class Hub:
         """True once :meth:`close` was called."""
         return self._closed
 
+    def describe(self) -> dict[str, Any]:
+        """What the page's ``hello`` says about this hub beyond its counters (a collector says it is one)."""
+        return {}
+
     def records(self) -> list[Record]:
         """The ring, oldest first, decoded (for tests and debugging: the ring keeps only JSON)."""
         with self._lock:
@@ -413,8 +432,9 @@ class Hub:
         return [json.loads(text) for text in texts]
 
     def stats(self) -> dict[str, Any]:
-        """Counters for the heartbeat: published, buffered (records and bytes), clients, drops, records cut or
-        replaced because they were over the per-record limit (``oversized``)."""
+        """Counters for the heartbeat: published, buffered (records and bytes), clients (pages), followers (a
+        collector's sender), drops, records cut or replaced because they were over the per-record limit
+        (``oversized``)."""
         with self._lock:
             return {
                 "epoch": self.epoch,
@@ -423,7 +443,8 @@ class Hub:
                 "buffered_bytes": self._ring_bytes,
                 "buffer_size": self.buffer_size,
                 "buffer_bytes": self.buffer_bytes,
-                "clients": len(self._subscribers),
+                "clients": sum(1 for subscriber in self._subscribers if not isinstance(subscriber, Follower)),
+                "followers": sum(1 for subscriber in self._subscribers if isinstance(subscriber, Follower)),
                 "dropped": self._dropped,
                 "oversized": self._oversized,
             }
@@ -478,6 +499,45 @@ class Hub:
             drops, subscription._unreported_drops = subscription._unreported_drops, 0
             lint_changed, subscription._lint_changed = subscription._lint_changed, False
         return entries, drops, lint_changed
+
+    def after(self, seq: int, max_bytes: int, max_count: int) -> tuple[list[Entry], int]:
+        """The ring's entries after ``seq`` (at least one, then within both budgets), and how many records after
+        ``seq`` already fell out of the ring (a reader with its own cursor, see :class:`Follower`)."""
+        with self._lock:
+            ring = self._ring
+            oldest = ring[0].seq if ring else self._seq + 1
+            skipped = max(0, oldest - 1 - seq)
+            start = max(seq + 1, oldest)
+            entries: list[Entry] = []
+            total = 0
+            for entry in itertools.islice(ring, start - oldest, None):
+                if entries and (len(entries) >= max_count or total + entry.size > max_bytes):
+                    break
+                entries.append(entry)
+                total += entry.size
+            return entries, skipped
+
+    @contextlib.asynccontextmanager
+    async def follow(self) -> AsyncIterator[Follower]:
+        """Register a :class:`Follower` for as long as the block runs (inside the event loop that waits on it)."""
+        follower = Follower()
+        with self._lock:
+            if self._closed:
+                follower.closed = True
+            else:
+                self._subscribers.add(follower)
+        try:
+            yield follower
+        finally:
+            with self._lock:
+                self._subscribers.discard(follower)
+                if self._idle is not None and not self._subscribers:
+                    self._idle.raise_()
+
+    def rearm(self, follower: Follower) -> None:
+        """Before ``follower`` reads: its next wait blocks until the next publish, lint change or close."""
+        with self._lock:
+            follower._signal.rearm()
 
     # -- clients ---------------------------------------------------------------------------------------
 

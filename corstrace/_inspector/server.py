@@ -8,7 +8,8 @@ the query string). The printed URL carries the token in its fragment, which neve
 
 WebSocket protocol (server → client, JSON text frames; the client sends nothing it needs answered):
 
-- ``{"type": "hello", "epoch", "seq", "buffer_size", "pid", "version", "heartbeat"}`` first;
+- ``{"type": "hello", "epoch", "seq", "buffer_size", "pid", "version", "heartbeat"}`` first (a collector adds
+  ``"collector": true`` and ``"processes"``, how many publish to it now);
 - ``{"type": "reset", "reason": "epoch"|"gap"|"cursor", "missed"}`` when ``?since=`` could not resume;
 - ``{"type": "lint", "findings": [...]}`` on connect and whenever the findings change;
 - ``{"type": "events", "events": [record, ...], "snapshot": bool}``: records in ``seq`` order, batched,
@@ -86,7 +87,8 @@ class Inspector:
         """The token the WebSocket requires (the shared one is read at import, so this rarely blocks)."""
         return self._token or current_token()
 
-    async def _current_token(self) -> str:
+    async def current_token(self) -> str:
+        """The token, loaded without blocking the event loop."""
         return self._token or await current_token_async()
 
     def handles(self, scope: Scope) -> bool:
@@ -123,21 +125,21 @@ class Inspector:
     async def _http(self, scope: Scope, send: Send, refused: str | None) -> None:
         method = scope.get("method", "GET")
         if refused is not None:
-            return await _respond(send, 403, refused, method=method)
+            return await respond(send, 403, refused, method=method)
         if method not in ("GET", "HEAD"):
-            return await _respond(send, 405, "The corstrace inspector only answers GET.", method=method, allow="GET")
+            return await respond(send, 405, "The corstrace inspector only answers GET.", method=method, allow="GET")
         rest = scope["path"][len(self.prefix) :]
         if rest == "" or (rest == "/" and "token" in self._query(scope)):
             # The page needs no query; a token in one (an old URL) is dropped from the address bar and history.
-            return await _respond(send, 308 if rest == "" else 303, "", method=method, location=self.prefix + "/")
+            return await respond(send, 308 if rest == "" else 303, "", method=method, location=self.prefix + "/")
         if rest == "/ws":
-            return await _respond(send, 426, "This is the inspector's WebSocket endpoint.", method=method)
+            return await respond(send, 426, "This is the inspector's WebSocket endpoint.", method=method)
         name = "index.html" if rest == "/" else rest[1:]
         asset = (await cached_assets()).get(name)
         if asset is None:
-            return await _respond(send, 404, "Not found.", method=method)
+            return await respond(send, 404, "Not found.", method=method)
         body, content_type = asset
-        await _respond(send, 200, body, method=method, content_type=content_type)
+        await respond(send, 200, body, method=method, content_type=content_type)
 
     # -- WebSocket ------------------------------------------------------------------------------
 
@@ -156,10 +158,10 @@ class Inspector:
             # Cross-site WebSocket hijacking: browsers let any page open a socket here and only tell us its Origin.
             refused = "The corstrace inspector's WebSocket only accepts its own page's Origin."
         protocols = offered_protocols(scope)
-        if refused is None and not presents_token(protocols, await self._current_token()):
+        if refused is None and not presents_token(protocols, await self.current_token()):
             refused = _MISSING_TOKEN
         if refused is not None:
-            return await _deny_websocket(scope, send, refused)
+            return await deny_websocket(scope, send, refused)
         # Select ours, never the one carrying the token: the answer must not echo it.
         await send({"type": "websocket.accept", "subprotocol": PROTOCOL if PROTOCOL in protocols else None})
         since = self._query(scope).get("since") or None
@@ -200,6 +202,7 @@ class Inspector:
                 "pid": os.getpid(),
                 "version": _version(),
                 "heartbeat": self.heartbeat,
+                **hub.describe(),
             }
         )
         if subscription.reset is not None:
@@ -246,7 +249,7 @@ def _version() -> str:
     return __version__
 
 
-async def _respond(
+async def respond(
     send: Send,
     status: int,
     body: str | bytes,
@@ -270,7 +273,7 @@ async def _respond(
     await send({"type": "http.response.body", "body": b"" if method == "HEAD" else payload})
 
 
-async def _deny_websocket(scope: Scope, send: Send, reason: str) -> None:
+async def deny_websocket(scope: Scope, send: Send, reason: str) -> None:
     """Refuse the handshake with an HTTP 403 (never accept first, so a hostile page learns nothing)."""
     status = 404 if reason == "Not found." else 403
     if "websocket.http.response" in scope.get("extensions", {}):
