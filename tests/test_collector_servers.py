@@ -14,6 +14,7 @@ import importlib.util
 import os
 import re
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,10 @@ TARGET = "tests.test_collector_servers:app"
 
 
 async def _item(request: Request) -> JSONResponse:
+    if "hold" in request.query_params:
+        # A slow synchronous handler: this worker's loop accepts nothing meanwhile, so the requests sent while it
+        # holds go to the other worker (left to itself, the kernel may hand every connection to one of them).
+        time.sleep(float(request.query_params["hold"]))
     # A new connection per request: Chromium would otherwise reuse one, and so one worker, for everything.
     return JSONResponse({"n": request.path_params["n"], "pid": os.getpid()}, headers={"connection": "close"})
 
@@ -84,12 +89,21 @@ def _fire(page: Any, api: str, numbers: range) -> dict[int, int]:
     return {int(answer["n"]): int(answer["pid"]) for answer in answers}
 
 
+_FIRE_WHILE_ONE_HOLDS = """async ([api, held, numbers]) => {
+    const holding = fetch(`${api}/items/${held}?hold=0.5`).then((r) => r.json());
+    await new Promise((resolve) => setTimeout(resolve, 100));  // the held request reaches a worker first
+    const rest = numbers.map((n) => fetch(`${api}/items/${n}`).then((r) => r.json()));
+    return Promise.all([holding, ...rest]);
+}"""
+
+
 def _fire_until_both_workers_answered(page: Any, api: str, start_at: int) -> dict[int, int]:
-    """Batches of fetches until both workers served some (the kernel picks the worker per connection)."""
+    """Batches of fetches until both workers served some: one request holds its worker while the others go."""
     fired: dict[int, int] = {}
     for batch in range(8):
         first = start_at + batch * 6
-        fired.update(_fire(page, api, range(first, first + 6)))
+        answers = page.evaluate(_FIRE_WHILE_ONE_HOLDS, [api, first, list(range(first + 1, first + 6))])
+        fired.update({int(answer["n"]): int(answer["pid"]) for answer in answers})
         if len(set(fired.values())) > 1:
             return fired
     raise AssertionError(f"every request reached one worker: {fired}")

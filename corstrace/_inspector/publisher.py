@@ -492,7 +492,7 @@ def _records_frame(entries: list[Entry]) -> str:
 
 
 def _os_reason(exc: BaseException) -> str:
-    """"connection refused" rather than anyio's "All connection attempts failed" (the cause says why)."""
+    """ "connection refused" rather than anyio's "All connection attempts failed" (the cause says why)."""
     for candidate in (exc.__cause__, exc):
         errno = getattr(candidate, "errno", None)
         if isinstance(errno, int):
