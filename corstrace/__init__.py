@@ -16,10 +16,15 @@ The request path, one way: ASGI messages → leg → decision → link → event
 - ``_event``: the event as a TypedDict (the README's table), built in one place; bodies remembered by facts.
 - ``_log``: the structlog sink, with flood control. ``_console``: ``ConsoleView``, the events as a terminal shows
   them (used on its own when the app has not configured structlog).
-- ``_inspector``: the inspector sink (a bounded hub fanned out over WebSocket) and the page's server.
+- ``_inspector``: the inspector sink (a bounded hub fanned out over WebSocket) and the page's server; with
+  ``collector`` / ``publisher`` / ``ingest``, one ``corstrace inspector`` page for several worker processes.
+- ``_otel``: the OpenTelemetry sink (a traced leg's verdict on its span, ``cors.legs``), only when installed.
 - ``_guard``: the one guard for "a corstrace bug never fails the request".
 - ``_crash``: exceptions described (type, message, where, frames). ``_heal``: ``heal_errors``.
 - ``_startup``: the startup lint and the inspector's URL. ``_config``: what the app's CORSMiddleware says.
+- ``_layers``: CORS layers other than Starlette's (Litestar, django-cors-headers, quart-cors, Falcon,
+  BlackSheep, asgi-cors, unknown): found, linted, explained in their own terms.
+- ``_fix``: fixes proven by replaying the whole exchange through the changed configuration.
 
 The engine and its facts:
 
@@ -36,7 +41,7 @@ The other front ends of the same engine:
 - ``__main__``: the ``corstrace`` command. ``_check``: what the browser sends for one fetch(), leg by leg (shared
   with ``testing``); ``_check_cli``: ``corstrace check``; ``_wire``: its network under one deadline;
   ``_header_fix``: its verified header-level fix; ``_har``: ``corstrace explain``; ``_output``: how both print;
-  ``_term``: colours. ``_demo``: ``corstrace demo``. ``testing``: pytest helpers. ``_version``: the version.
+  ``_term``: colours. ``_demo``: ``corstrace demo``; ``_serving``: uvicorn servers of corstrace's own commands. ``testing``: pytest helpers. ``_version``: the version.
 """
 
 from __future__ import annotations

@@ -14,14 +14,12 @@ import errno
 import importlib.util
 import ipaddress
 import os
-import signal
 import socket
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any, TextIO
 
 import structlog
@@ -30,6 +28,7 @@ from structlog.typing import Processor
 
 from corstrace import _term
 from corstrace._console import ConsoleView
+from corstrace._serving import QuietServer, stop_on_signals
 from corstrace.middleware import CORSTraceMiddleware
 
 # The example apps read these (examples/app.py at import, examples/frontend.py per request).
@@ -123,44 +122,17 @@ def bind(host: str, port: int, option: str) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
+class _Server(QuietServer):
     """One of the demo's two uvicorn servers; the demo handles signals once, for both."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = asyncio.Event()
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # uvicorn would install its own handlers per server and re-raise the signal afterwards.
-        yield
-
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
             self.ready.set()
-
-
-@contextlib.contextmanager
-def _stop_on_signals(servers: Sequence[_Server]) -> Iterator[None]:
-    """SIGINT/SIGTERM ask every server to exit; a second Ctrl-C stops waiting for open connections."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals can only be handled on the main thread; the caller stops the servers then
-        return
-
-    def handle(sig: int, frame: FrameType | None) -> None:
-        for server in servers:
-            if server.should_exit and sig == signal.SIGINT:
-                server.force_exit = True
-            server.should_exit = True
-
-    handled = [signal.SIGINT, signal.SIGTERM]
-    original = {sig: signal.signal(sig, handle) for sig in handled}
-    try:
-        yield
-    finally:
-        for sig, previous in original.items():
-            signal.signal(sig, previous)
 
 
 async def _all_ready(servers: Sequence[_Server]) -> None:
@@ -306,7 +278,7 @@ def run_demo(
             urls = _Urls(frontend=f"{frontend_origin}/", api=f"{api_origin}/", inspector=inspector)
             print(banner(urls, examples, colour=colour), file=out, flush=True)
 
-        with _stop_on_signals(servers):
+        with stop_on_signals(servers):
             try:
                 asyncio.run(_serve(servers, [api_sock, frontend_sock], on_ready))
             except KeyboardInterrupt:  # pragma: no cover - only where signal handlers could not be set

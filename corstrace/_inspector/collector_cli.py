@@ -6,13 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import errno
-import signal
 import socket
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from types import FrameType
 from typing import Any, TextIO
 
 import uvicorn
@@ -23,6 +19,7 @@ from corstrace._inspector.collector import Collector
 from corstrace._inspector.hub import MIB
 from corstrace._inspector.ingest import DEFAULT_PORT, MAX_MESSAGE_BYTES, CollectorAddress, is_loopback_name
 from corstrace._inspector.token import current_token
+from corstrace._serving import QuietServer, stop_on_signals
 
 # Records from every worker meet here: a bigger ring than one worker's (1,000 records, 8 MiB).
 BUFFER_SIZE = 5000
@@ -64,34 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=BUFFER_SIZE,
         help="records kept for pages that open or reconnect (default: %(default)s)",
     )
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # uvicorn would re-raise the signal when it is done: a Ctrl-C would end in a KeyboardInterrupt traceback.
-        yield
-
-
-@contextlib.contextmanager
-def _stop_on_signals(server: _Server) -> Iterator[None]:
-    """SIGINT/SIGTERM stop the collector; a second Ctrl-C stops waiting for open connections."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(sig: int, frame: FrameType | None) -> None:
-        if server.should_exit and sig == signal.SIGINT:
-            server.force_exit = True
-        server.should_exit = True
-
-    handled = [signal.SIGINT, signal.SIGTERM]
-    original = {sig: signal.signal(sig, handle) for sig in handled}
-    try:
-        yield
-    finally:
-        for sig, previous in original.items():
-            signal.signal(sig, previous)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -178,9 +147,9 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
             ws_max_size=MAX_MESSAGE_BYTES,
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
         )
-        server = _Server(config)
+        server = QuietServer(config)
         print(banner(address, token, colour=_term.wants_colour(out)), file=out, flush=True)
-        with _stop_on_signals(server):
+        with stop_on_signals([server]):
             try:
                 asyncio.run(server.serve(sockets=[sock]))
             except KeyboardInterrupt:  # pragma: no cover - only where signal handlers could not be set
