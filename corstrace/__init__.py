@@ -41,7 +41,8 @@ The other front ends of the same engine:
 - ``__main__``: the ``corstrace`` command. ``_check``: what the browser sends for one fetch(), leg by leg (shared
   with ``testing``); ``_check_cli``: ``corstrace check``; ``_wire``: its network under one deadline;
   ``_header_fix``: its verified header-level fix; ``_har``: ``corstrace explain``; ``_output``: how both print;
-  ``_term``: colours. ``_demo``: ``corstrace demo``; ``_serving``: uvicorn servers of corstrace's own commands. ``testing``: pytest helpers. ``_version``: the version.
+  ``_term``: colours. ``_demo``: ``corstrace demo``; ``_serving``: uvicorn servers of corstrace's own
+  commands. ``testing``: pytest helpers. ``_version``: the version.
 """
 
 from __future__ import annotations
