@@ -4,10 +4,15 @@ The rule (issue 14): every test that passes bare must pass with corstrace wrappe
 say which failures are not a new finding:
 
 ``EXCLUDED``
-    Tests that cannot pass wrapped for a reason that is not a corstrace bug. The issue allows exactly one
-    kind: the test calls the app with a hand-built HTTP scope that has no ``headers`` key, which the ASGI
-    spec requires ("headers (Iterable[[byte string, byte string]])", no default), so no middleware that reads
-    request headers can be expected to run on it. Each entry says which scope it builds.
+    Tests that cannot pass wrapped for a reason that is not a corstrace bug. Issue 14 allows one kind in the
+    runs as the suites send their requests: the test calls the app with a hand-built HTTP scope that has no
+    ``headers`` key, which the ASGI spec requires ("headers (Iterable[[byte string, byte string]])", no
+    default), so no middleware that reads request headers can be expected to run on it. Each entry says which
+    scope it builds. The runs with an injected ``Origin`` (our own stress mode: every request becomes
+    cross-origin, and blocked where the app has no CORS layer) add a second kind, each entry ``injected_only``
+    and excluding a failure only when its text matches the entry's ``signature``: the test asserts the exact
+    telemetry of a request whose leg is then a blocked cross-origin one, which corstrace annotates by
+    design (issue 18: a ``cors.blocked`` event on the request's span).
 
 ``KNOWN_BUGS``
     corstrace bugs the run found and reported, each with a regression test in
@@ -27,8 +32,23 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Exclusion:
     suite: str
+    # A node id, or a folder of the suite's tests ending in "/" (every test below it).
     test: str
     reason: str
+    # Only in the runs with an injected Origin.
+    injected_only: bool = False
+    # When set, a failure is excluded only if its text matches (re.search): anything else is still a finding.
+    signature: str | None = None
+
+    def covers(self, nodeid: str, injected: bool) -> bool:
+        """Whether this entry is about ``nodeid`` in a run with (``injected``) or without an injected Origin."""
+        if self.injected_only and not injected:
+            return False
+        return nodeid.startswith(self.test) if self.test.endswith("/") else nodeid == self.test
+
+    def excuses(self, failure: str) -> bool:
+        """Whether ``failure`` (the wrapped run's failure text) is the difference this entry describes."""
+        return self.signature is None or re.search(self.signature, failure) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +69,17 @@ class KnownBug:
 
 # None: corstrace passes a scope without the required `headers` key to the app untouched (Starlette's
 # test_base.py builds such scopes by hand), so every test that passes bare passes wrapped.
-EXCLUDED: tuple[Exclusion, ...] = ()
+EXCLUDED: tuple[Exclusion, ...] = (
+    Exclusion(
+        "fastapi",
+        "tests/test_telemetry/",
+        "FastAPI's telemetry tests assert that the request's server span has no events; with the injected Origin "
+        "and no CORS layer in these apps every leg is blocked, and corstrace adds its documented `cors.blocked` "
+        "span event to that span (issue 18). Excluded only when the failure is that assertion about events.",
+        injected_only=True,
+        signature=r"(?m)^>\s+assert (all\(not (span|s)\.events|span\.events == \(\))",
+    ),
+)
 
 REGRESSIONS = "tests/test_compat_regressions.py::"
 

@@ -335,7 +335,7 @@ def compare(
     ``selected`` says only part of the suite ran (``-k``, a path): a known bug that showed nowhere is then not
     taken as fixed.
     """
-    exclusions = {item.test: item.reason for item in excluded if item.suite == bare.suite}
+    exclusions = [item for item in excluded if item.suite == bare.suite]
     result = Comparison(bare.suite, wrapped.variant, len(bare.passed()), len(wrapped.passed()))
     result.traced = dict(wrapped.traced)
     if bare.distributions and wrapped.distributions:
@@ -344,11 +344,13 @@ def compare(
     shown: set[str] = set()
     for nodeid in sorted(bare.passed()):
         entry = wrapped.tests.get(nodeid, {"outcome": "missing", "longrepr": "not run in the wrapped run"})
+        covering = [item for item in exclusions if item.covers(nodeid, wrapped.injected)]
         if entry["outcome"] != "passed":
-            if nodeid in exclusions:
-                result.excluded[nodeid] = exclusions[nodeid]
-                continue
             text = _failure_text(entry) + "\n".join(_internal_errors(entry))
+            excuse = next((item for item in covering if item.excuses(_failure_text(entry))), None)
+            if excuse is not None and not _internal_errors(entry):
+                result.excluded[nodeid] = excuse.reason
+                continue
             bug = _known(known_bugs, text)
             if bug is not None:
                 result.known.setdefault(bug.name, []).append(nodeid)
@@ -356,7 +358,7 @@ def compare(
             else:
                 result.regressions[nodeid] = f"[{entry['outcome']}] " + text
             continue
-        if nodeid in exclusions:
+        if any(not item.test.endswith("/") for item in covering):
             result.exclusions_not_needed.append(nodeid)
     # Internal errors count in every test, passed or not, and outside tests (session fixtures, shutdown).
     entries = list(wrapped.tests.items()) + [("<outside any test>", wrapped.outside_tests)]
@@ -368,7 +370,7 @@ def compare(
                 tests = result.known.setdefault(bug.name, [])
                 if nodeid not in tests:
                     tests.append(nodeid)
-            elif nodeid in exclusions:
+            elif nodeid in result.excluded:
                 continue
             else:
                 result.internal_errors.setdefault(nodeid, []).append(error)

@@ -156,6 +156,22 @@ def test_excluded_and_known_bug_failures_are_not_new_and_a_vanished_known_bug_is
     assert result.ok and result.known == {"the-bug": ["t::b"]} and result.fixed == []
 
 
+def test_an_injected_only_exclusion_excuses_only_its_failure_and_only_with_an_injected_origin() -> None:
+    span_events = {"outcome": "failed", "longrepr": "    def test_x():\n>       assert span.events == ()\nE  assert 1"}
+    other = {"outcome": "failed", "longrepr": ">       assert response.status_code == 200\nE  assert 500 == 200"}
+    bare = _run("bare", {"tests/telemetry/t.py::a": PASSED, "tests/telemetry/t.py::b": PASSED})
+    wrapped = _run("wrapped", {"tests/telemetry/t.py::a": span_events, "tests/telemetry/t.py::b": other})
+    excluded = (Exclusion("fake", "tests/telemetry/", "span events", True, r"(?m)^>\s+assert span\.events"),)
+    assert list(compare(bare, wrapped, excluded=excluded, known_bugs=()).regressions) == [
+        "tests/telemetry/t.py::a",
+        "tests/telemetry/t.py::b",
+    ]
+    wrapped.injected = True
+    result = compare(bare, wrapped, excluded=excluded, known_bugs=())
+    assert result.excluded == {"tests/telemetry/t.py::a": "span events"}
+    assert list(result.regressions) == ["tests/telemetry/t.py::b"]
+
+
 def test_an_internal_error_in_a_passing_test_fails_the_run() -> None:
     bare = _run("bare", {"t::a": PASSED})
     error = {"error": "TypeError('unhashable')", "traceback": "..."}
