@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from corstrace._fetch import REDIRECT_STATUSES, resolve_location
+from corstrace._fetch import BODY_HEADERS, REDIRECT_STATUSES, redirect_becomes_get, resolve_location
 from corstrace._messages import chromium_message
 from corstrace.engine import (
     Headers,
@@ -41,10 +41,9 @@ MAX_REDIRECTS = 20
 DEFAULT_TIMEOUT = 10.0
 # Fetch "normalize a method": only these are upper-cased; `patch` stays `patch` (and fails case-sensitive ACAM).
 _NORMALIZED_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"})
+
+
 # Dropped when a redirect turns the request into a GET (Fetch "request-body-header name").
-_BODY_HEADERS = frozenset({"content-encoding", "content-language", "content-location", "content-type"})
-
-
 class CheckError(Exception):
     """Not a CORS verdict: the server could not be reached, or the browser would fail for another reason."""
 
@@ -391,8 +390,8 @@ def _location(answer: Answer) -> str | None:
 
 def _redirected(status: int, method: str, headers: Headers) -> tuple[str, Headers]:
     """Fetch's method change on 301/302 (POST) and 303 (anything but GET/HEAD)."""
-    if (status in (301, 302) and method == "POST") or (status == 303 and method not in ("GET", "HEAD")):
-        return "GET", tuple((name, value) for name, value in headers if name.lower() not in _BODY_HEADERS)
+    if redirect_becomes_get(status, method):
+        return "GET", tuple((name, value) for name, value in headers if name.lower() not in BODY_HEADERS)
     return method, headers
 
 

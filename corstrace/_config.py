@@ -20,6 +20,8 @@ from starlette.middleware.cors import ALL_METHODS, CORSMiddleware
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import BaseRoute, Mount, Router, WebSocketRoute
 
+from corstrace._fetch import default_port
+
 # Starlette's defaults, spelled as the user would read them in the signature.
 _DEFAULTS: dict[str, Any] = {
     "allow_origins": (),
@@ -474,8 +476,8 @@ def _near_miss(origin: str, configured: str) -> str | None:
         return None
     problems: list[str] = []
     try:
-        have_port = have.port or {"http": 80, "https": 443}.get(have.scheme.lower())
-        want_port = want.port or {"http": 80, "https": 443}.get(want.scheme.lower())
+        have_port = have.port or default_port(have.scheme)
+        want_port = want.port or default_port(want.scheme)
     except ValueError:
         return None
     have_host = (have.hostname or "").lower()

@@ -89,6 +89,22 @@ def is_redirect(status: int, location: str | None) -> bool:
     return status in REDIRECT_STATUSES and bool(location)
 
 
+# Request-body headers Fetch removes when a redirect turns the request into a GET ("HTTP-redirect fetch").
+BODY_HEADERS = frozenset({"content-encoding", "content-language", "content-location", "content-type"})
+
+
+def redirect_becomes_get(status: int, method: str) -> bool:
+    """Whether following a ``status`` redirect turns ``method`` into GET (and drops the body and BODY_HEADERS):
+    301/302 after a POST, 303 after anything but GET or HEAD."""
+    return (status in (301, 302) and method == "POST") or (status == 303 and method not in ("GET", "HEAD"))
+
+
+def default_port(scheme: str) -> int | None:
+    """The port an origin with ``scheme`` omits, as a number (None for a scheme without one)."""
+    port = DEFAULT_PORTS.get(scheme.lower())
+    return int(port) if port is not None else None
+
+
 def is_token(value: str) -> bool:
     """True when ``value`` is a non-empty RFC 9110 token."""
     return bool(value) and not value.strip(TOKEN_CHARS)

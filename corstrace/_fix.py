@@ -30,7 +30,14 @@ from urllib.parse import urlsplit
 from corstrace import _config
 from corstrace._exchange import Hop
 from corstrace._facts import LegFacts, Texts
-from corstrace._fetch import REDIRECT_STATUSES, SAFELISTED_METHODS, is_token, resolve_location
+from corstrace._fetch import (
+    BODY_HEADERS,
+    REDIRECT_STATUSES,
+    SAFELISTED_METHODS,
+    is_token,
+    redirect_becomes_get,
+    resolve_location,
+)
 from corstrace._limits import HEADER_NAME_LIMIT, MAX_HEADERS, ORIGIN_LIMIT
 from corstrace.engine import (
     Request,
@@ -47,7 +54,6 @@ _MAX_STEPS = 8  # each step fixes one refusal; an exchange has far fewer
 _MAX_HOPS = 8
 _CREDENTIAL_REASONS = frozenset({"InvalidAllowCredentials", "WildcardOriginNotAllowed"})
 # Removed from a request whose redirect turns it into a GET (Fetch "request-body-header name").
-_BODY_HEADERS = frozenset({"content-encoding", "content-language", "content-location", "content-type"})
 _PRIVATE_NETWORK = "access-control-request-private-network"
 
 
@@ -261,8 +267,8 @@ def replay(settings: _config.Settings, exchange: Exchange, mode: Mode) -> Failur
         if answer.status not in REDIRECT_STATUSES or location is None:
             return None
         target = resolve_location(url, location)
-        if answer.status == 303 and method != "HEAD" or answer.status in (301, 302) and method == "POST":
-            method, unsafe = "GET", tuple(name for name in unsafe if name not in _BODY_HEADERS)
+        if redirect_becomes_get(answer.status, method):
+            method, unsafe = "GET", tuple(name for name in unsafe if name not in BODY_HEADERS)
         if serialize_origin(target) != serialize_origin(url):
             unsafe = tuple(name for name in unsafe if name != "authorization")  # dropped across origins
             if origin != serialize_origin(url):

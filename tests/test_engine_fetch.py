@@ -236,3 +236,32 @@ def test_what_chromium_actually_sent() -> None:
 def test_serialize_origin(url: str, origin: str) -> None:
     """The ASCII serialization of a URL's origin: lower-case scheme and host, default port omitted."""
     assert serialize_origin(url) == origin
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "becomes_get"),
+    [
+        (301, "POST", True),
+        (302, "POST", True),
+        (301, "PUT", False),
+        (303, "PUT", True),
+        (303, "GET", False),
+        (303, "HEAD", False),
+        (307, "POST", False),
+        (308, "POST", False),
+    ],
+)
+def test_a_redirect_turns_the_request_into_a_get_only_where_fetch_says(
+    status: int, method: str, becomes_get: bool
+) -> None:
+    from corstrace._fetch import redirect_becomes_get
+
+    assert redirect_becomes_get(status, method) is becomes_get
+
+
+def test_default_ports_are_the_url_standards_and_numbers() -> None:
+    from corstrace._fetch import default_port
+
+    assert [default_port(s) for s in ("http", "HTTPS", "ws", "wss", "ftp", "file", "gopher")] == [
+        80, 443, 80, 443, 21, None, None,
+    ]  # fmt: skip

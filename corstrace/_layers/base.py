@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from corstrace._config import Finding, near_miss
 from corstrace._facts import LegFacts, Texts
+from corstrace._fetch import default_port
 from corstrace.engine import REFUSAL_HINT, Verdict, cors_unsafe_request_header_names
 
 CREDENTIAL_REASONS = frozenset({"InvalidAllowCredentials", "PreflightInvalidAllowCredentials"})
@@ -158,7 +159,7 @@ def _spelling(configured: str) -> str:
     scheme = parts.scheme.lower()
     host = parts.hostname.lower()
     host = f"[{host}]" if ":" in host else host
-    default = {"http": 80, "https": 443}.get(scheme)
+    default = default_port(scheme)
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
