@@ -16,6 +16,7 @@ The names below are a public contract (the README's "OpenTelemetry" section).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -109,14 +110,18 @@ class Spans:
         corstrace, there is no span yet: the leg looks for it as its response completes, inside the
         instrumentation's send.
         """
-        # An empty context (nothing attached to it) is the common case, and the cheapest to tell.
-        context = self._context()
-        span = self.current(context) if context else self._invalid
+        try:
+            # An empty context (nothing attached to it) is the common case, and the cheapest to tell.
+            context = self._context()
+            span = self.current(context) if context else self._invalid
+            recording = span is not self._invalid and span.is_recording()
+        except Exception:  # a broken tracer or span must not fail the request: traced without its span
+            return Leg(scope, origin, host, keyed, receive, send)
         if span is self._invalid:
             if self._late:
                 return SpanLeg(scope, origin, host, keyed, receive, send, self, None)
             return Leg(scope, origin, host, keyed, receive, send)
-        if not span.is_recording():  # traced, but sampled out: counted, nothing else
+        if not recording:  # traced, but sampled out: counted, nothing else
             return CountedLeg(scope, origin, host, keyed, receive, send)
         return SpanLeg(scope, origin, host, keyed, receive, send, self, span)
 
@@ -137,16 +142,22 @@ class Spans:
             if len(self._attribute_sets) >= _MAX_ATTRIBUTE_SETS:
                 self._attribute_sets.clear()
             attributes = self._attribute_sets[key] = metric_attributes(*key)
-        self._counter.add(1, attributes)
+        # What the app's tracer or meter raises costs the span its verdict, never the leg its log event.
+        with contextlib.suppress(Exception):
+            self._counter.add(1, attributes)
         span = leg.span
-        if span is None or not span.is_recording():
+        try:
+            if span is None or not span.is_recording():
+                return None
+            span.set_attributes({**attributes, EXCHANGE_ID: exchange_id})
+        except Exception:
             return None
-        span.set_attributes({**attributes, EXCHANGE_ID: exchange_id})
         return span if decision.verdict == "blocked" else None
 
     def blocked(self, span: Span, event: Mapping[str, Any]) -> None:
         """Add a blocked leg's ``cors.blocked`` event to its span."""
-        span.add_event(BLOCKED_EVENT, blocked_event_attributes(event))
+        with contextlib.suppress(Exception):
+            span.add_event(BLOCKED_EVENT, blocked_event_attributes(event))
 
 
 # --- the contract, as plain functions of an event (tested without any span) ------------------------------
@@ -221,8 +232,11 @@ class SpanLeg(CountedLeg):
     async def send(self, message: Message) -> None:
         if not self.recorded and self.status is not None and _completes(message):
             if self.span is None:
-                current = self.spans.current()
-                self.span = current if current.is_recording() else None
+                try:
+                    current = self.spans.current()
+                    self.span = current if current.is_recording() else None
+                except Exception:  # a broken tracer: the leg is recorded after the app returns, without a span
+                    self.span = None
             if self.span is not None:
                 self.spans.record(self)  # guarded: never raises
                 self.recorded = True  # after: the call itself must not find the leg recorded

@@ -349,6 +349,53 @@ async def test_a_context_without_a_span_is_not_traced(legs: Legs) -> None:
     assert legs.counts() == {}
 
 
+class _BrokenSpan(trace.NonRecordingSpan):
+    """A third-party span whose every call raises: corstrace must still serve and log the request."""
+
+    def __init__(self) -> None:
+        super().__init__(trace.SpanContext(trace_id=1, span_id=1, is_remote=False))
+
+    def is_recording(self) -> bool:
+        raise RuntimeError("broken tracer")
+
+
+async def test_a_span_that_raises_changes_neither_the_response_nor_the_log() -> None:
+    token = context.attach(trace.set_span_in_context(_BrokenSpan()))
+    try:
+        with captured_events() as log:
+            response = await _get(_starlette(), origin=STRANGER)
+    finally:
+        context.detach(token)
+    assert response.status_code == 200 and response.text == "ok"
+    assert log.wait_for(lambda event: event["event"] == "cors.blocked")
+    assert [event for event in log if event["event"] == "corstrace.internal_error"] == []
+
+
+class _RefusingSpan(_BrokenSpan):
+    """A recording span that raises when corstrace writes to it."""
+
+    def is_recording(self) -> bool:
+        return True
+
+    def set_attributes(self, attributes: Any) -> None:
+        raise RuntimeError("broken exporter")
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: Any = None) -> None:
+        raise RuntimeError("broken exporter")
+
+
+async def test_a_span_that_refuses_its_attributes_still_leaves_the_leg_logged() -> None:
+    token = context.attach(trace.set_span_in_context(_RefusingSpan()))
+    try:
+        with captured_events() as log:
+            response = await _get(_starlette(), origin=STRANGER)
+    finally:
+        context.detach(token)
+    assert response.status_code == 200
+    assert log.wait_for(lambda event: event["event"] == "cors.blocked")
+    assert [event for event in log if event["event"] == "corstrace.internal_error"] == []
+
+
 # --- which order works ----------------------------------------------------------------------------------
 
 
