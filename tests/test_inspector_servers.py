@@ -43,6 +43,10 @@ STARTUP_SECONDS = 30
 
 
 async def _items(request: Request) -> JSONResponse:
+    if "hold" in request.query_params:
+        # A slow synchronous handler: this worker accepts nothing meanwhile, so a connection made while it holds
+        # goes to the other worker (left to itself, the kernel may hand every connection to the same one).
+        time.sleep(float(request.query_params["hold"]))
     return JSONResponse({"items": [], "pid": os.getpid()})
 
 
@@ -204,9 +208,16 @@ async def _worker_pids(base: str, token: str, attempts: int = 32) -> set[int]:
     protocols: Any = ["corstrace.v1", "corstrace.auth." + token.encode().hex()]
     pids: set[int] = set()
     for _ in range(attempts):
-        url = base.replace("http://", "ws://") + "/_corstrace/ws"
-        async with connect(url, origin=websockets.Origin(base), subprotocols=protocols) as ws:
-            pids.add(json.loads(await ws.recv())["pid"])
+        # A worker busy with a held request while the handshake is made: the other one answers it. Each held
+        # request on a new connection (a kept-alive one would always reach the same worker), so which worker
+        # holds is the kernel's choice, and over a few attempts both answer a handshake.
+        async with httpx.AsyncClient() as http:
+            held = asyncio.create_task(http.get(f"{base}/items?hold=0.5", headers={"Origin": FRONTEND}))
+            await asyncio.sleep(0.1)  # the held request's head start (nothing to await: it is in the worker)
+            url = base.replace("http://", "ws://") + "/_corstrace/ws"
+            async with connect(url, origin=websockets.Origin(base), subprotocols=protocols) as ws:
+                pids.add(json.loads(await ws.recv())["pid"])
+            await held
         if len(pids) > 1:
             break
     return pids
