@@ -556,10 +556,12 @@ def scripted_app(recorder: Recorder) -> Any:
         )
         content_type, body = BODIES.get(case.api, (b"text/plain", b"ok"))
         out = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in filled]
-        await _send(send, status, [*out, (b"content-type", content_type)], body)
+        # Recorded before it is sent: the browser follows a redirect at once, and the next hop's server (another
+        # thread) must not record its leg first.
         recorder.record(
             f"{browser}.{case.id}", Leg(scope["method"], _url(scope, headers), headers, Response(status, filled))
         )
+        await _send(send, status, [*out, (b"content-type", content_type)], body)
 
     return app
 
