@@ -24,7 +24,8 @@ The request path, one way: ASGI messages → leg → decision → link → event
 - ``_startup``: the startup lint and the inspector's URL. ``_config``: what the app's CORSMiddleware says.
 - ``_layers``: CORS layers other than Starlette's (Litestar, django-cors-headers, quart-cors, Falcon,
   BlackSheep, asgi-cors, unknown): found, linted, explained in their own terms.
-- ``_fix``: fixes proven by replaying the whole exchange through the changed configuration.
+- ``_fix``: fixes proven by replaying the whole exchange through the changed configuration. ``_inprocess``:
+  a CORS layer called with a replayed request and driven to its end without an event loop (also for ``_layers``).
 
 The engine and its facts:
 

@@ -22,7 +22,6 @@ replay drives it synchronously: an ASGI call that has to wait for anything is no
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
@@ -38,6 +37,7 @@ from corstrace._fetch import (
     redirect_becomes_get,
     resolve_location,
 )
+from corstrace._inprocess import answer
 from corstrace._limits import HEADER_NAME_LIMIT, MAX_HEADERS, ORIGIN_LIMIT
 from corstrace.engine import (
     Request,
@@ -185,20 +185,7 @@ def _answer(cors: Any, leg: ReplayLeg, route: tuple[int, str | None]) -> Respons
         scope = _scope(leg, route)
     except (ValueError, UnicodeError):  # a URL or header no ASGI server would have handed over
         return None
-    started: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            started.append(message)
-
-    if not _run(cors(scope, receive, send)) or not started:
-        return None
-    start = started[0]
-    pairs = tuple((bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in start.get("headers", ()))
-    return Response(int(start["status"]), pairs)
+    return answer(cors, scope)
 
 
 def _scope(leg: ReplayLeg, route: tuple[int, str | None]) -> dict[str, Any]:
@@ -215,18 +202,6 @@ def _scope(leg: ReplayLeg, route: tuple[int, str | None]) -> dict[str, Any]:
         "client": ("127.0.0.1", 0), "server": (parts.hostname or "localhost", parts.port or 80),
         "corstrace.stub": (status, [(b"location", location.encode("latin-1"))] if location else []),
     }  # fmt: skip
-
-
-def _run(coroutine: Coroutine[Any, Any, Any]) -> bool:
-    """Drive an ASGI call that never waits (CORSMiddleware around the stub) to its end, without an event loop."""
-    try:
-        coroutine.send(None)
-    except StopIteration:
-        return True
-    except Exception:  # a CORS class of the app's own that fails on the replayed request: not provable
-        return False
-    coroutine.close()  # it waited for something: the replay cannot answer in-process
-    return False
 
 
 def _judge(settings: _config.Settings, leg: ReplayLeg, exchange: Exchange, mode: Mode) -> Failure | Response:

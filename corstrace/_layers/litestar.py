@@ -15,6 +15,7 @@ import importlib
 from typing import Any
 from urllib.parse import urlsplit
 
+from corstrace import _inprocess
 from corstrace._config import Finding
 from corstrace._layers import replay
 from corstrace._layers.base import (
@@ -219,7 +220,7 @@ class LitestarCORS(Layer):
             return "corstrace could not build Litestar's CORS middleware with this configuration"
 
         def answer(leg: replay.Leg) -> Response | None:
-            return replay.asgi_answer(middleware, replay.scope_of(leg, litestar_app=self.app, app=self.app))
+            return _inprocess.answer(middleware, replay.scope_of(leg, litestar_app=self.app, app=self.app))
 
         return replay.blocked(answer, ask, modes)
 

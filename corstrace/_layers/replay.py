@@ -9,7 +9,7 @@ fix unverified, never wrong.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
@@ -89,36 +89,7 @@ def scope_of(leg: Leg, **extra: Any) -> dict[str, Any]:
     return scope
 
 
-def asgi_answer(app: Any, scope: dict[str, Any]) -> Response | None:
-    """``app`` called with ``scope``, driven to its end without an event loop; None if it must wait or fails."""
-    started: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            started.append(message)
-
-    if not _run(app(scope, receive, send)) or not started:
-        return None
-    start = started[0]
-    pairs = tuple((bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in start.get("headers") or ())
-    return Response(int(start["status"]), pairs)
-
-
 async def stub(scope: Any, receive: Any, send: Any) -> None:
     """The route behind a replayed layer: 200, no headers of its own."""
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b""})
-
-
-def _run(coroutine: Coroutine[Any, Any, Any]) -> bool:
-    try:
-        coroutine.send(None)
-    except StopIteration:
-        return True
-    except Exception:  # the layer failed on the replayed request: nothing is proven
-        return False
-    coroutine.close()  # it waited for something: not replayable in-process
-    return False
